@@ -16,8 +16,12 @@ setup: deps apt
 
 deps: node_modules/.stamp scripts/node24/node_modules/.stamp
 
+# `npm ci` refuses a lockfile that lacks other platforms' optional packages
+# (biome, buf and esbuild ship one per platform), and a registry that serves
+# only this platform's packages produces exactly such a lockfile. Then
+# `npm install --no-save` installs the same locked versions without rewriting it.
 node_modules/.stamp: package-lock.json
-	$(NPM) ci
+	$(NPM) ci 2>/dev/null || $(NPM) install --no-save
 	@touch $@
 
 scripts/node24/node_modules/.stamp: scripts/node24/package-lock.json
