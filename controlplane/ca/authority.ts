@@ -117,7 +117,7 @@ export async function crossSign(oldRoot: RootCA, newRoot: RootCA, nowMs: number)
     subject: newCert.subjectName,
     issuer: oldCert.subjectName,
     notBefore: new Date(nowMs - BACKDATE_MS),
-    notAfter: newCert.notAfter < oldCert.notAfter ? newCert.notAfter : oldCert.notAfter,
+    notAfter: new Date(Math.min(newCert.notAfter.getTime(), oldCert.notAfter.getTime())),
     publicKey: newCert.publicKey,
     signingKey: oldRoot.privateKey,
     extensions: [

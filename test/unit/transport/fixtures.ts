@@ -70,7 +70,7 @@ export function unaryCall(
   req: Json,
   md?: grpc.Metadata,
 ): Promise<Json> {
-  const fn = (client as unknown as Record<string, Function>)[name]!.bind(client);
+  const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[name]!.bind(client);
   return new Promise((resolve, reject) => {
     const cb = (err: grpc.ServiceError | null, res: Json) => (err ? reject(err) : resolve(res));
     if (md !== undefined) fn(req, md, { deadline: Date.now() + 5000 }, cb);
