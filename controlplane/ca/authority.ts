@@ -51,11 +51,29 @@ export interface Signer {
   chainPem: string;
 }
 
-export interface RootCA extends Signer {
+/** A root certificate without its key: what managers hold in external CA mode. */
+export interface RootCertificate {
   clusterId: string;
-  privateKeyPem: string;
+  certPem: string;
   /** SHA-256 of the root certificate, what join tokens pin. */
   digestHex: string;
+}
+
+export interface RootCA extends Signer, RootCertificate {
+  privateKeyPem: string;
+}
+
+export function hasRootKey(root: RootCertificate): root is RootCA {
+  return 'privateKey' in root;
+}
+
+/** The root certificate alone (external CA mode: the key stays with the signer). */
+export function loadRootCertificate(certPem: string): RootCertificate {
+  const cert = parseCertificate(certPem, 'root CA certificate');
+  const clusterId = readSubject(cert).organization;
+  if (clusterId === undefined)
+    throw new ValidationError('root CA certificate', 'root CA certificate: subject has no O (cluster ID)');
+  return { clusterId, certPem: cert.toString('pem'), digestHex: certificateDigest(certPem) };
 }
 
 export async function createRootCA(opts: { clusterId: string; nowMs: number }): Promise<RootCA> {
@@ -90,17 +108,11 @@ export async function createRootCA(opts: { clusterId: string; nowMs: number }): 
 }
 
 export async function loadRootCA(certPem: string, privateKeyPem: string): Promise<RootCA> {
-  const cert = parseCertificate(certPem, 'root CA certificate');
-  const clusterId = readSubject(cert).organization;
-  if (clusterId === undefined)
-    throw new ValidationError('root CA certificate', 'root CA certificate: subject has no O (cluster ID)');
   return {
-    clusterId,
-    certPem: cert.toString('pem'),
+    ...loadRootCertificate(certPem),
     privateKey: await importPrivateKey(privateKeyPem, 'root CA key'),
     privateKeyPem,
     chainPem: '',
-    digestHex: certificateDigest(certPem),
   };
 }
 

@@ -14,11 +14,13 @@ import type { AuthorizationOptions, CallerIdentity } from '../../src/common/tran
 import {
   crossSign,
   DEFAULT_NODE_CERT_LIFETIME_MS,
+  hasRootKey,
   type IssuedCertificate,
   type IssueRequest,
   issueNodeCertificate,
   type NodeRole,
   type RootCA,
+  type RootCertificate,
   type Signer,
   validateLifetimeMs,
 } from './authority.js';
@@ -52,7 +54,8 @@ export type CertificateStatus =
   | { state: 'unknown' };
 
 export interface CertificateAuthorityOptions {
-  root: RootCA;
+  /** With its key the CA signs locally; without, `signer` (an external CA) is required. */
+  root: RootCA | RootCertificate;
   clock: Clock;
   lifetimeMs?: number;
   /** Defaults to signing with the root key here. */
@@ -65,12 +68,12 @@ interface Rotation {
 }
 
 export class CertificateAuthority {
-  private root: RootCA;
+  private root: RootCA | RootCertificate;
   private rotation: Rotation | undefined;
   private readonly clock: Clock;
   private readonly lifetimeMs: number;
   private readonly externalSigner: NodeCertificateSigner | undefined;
-  private localSigner: LocalSigner;
+  private localSigner: LocalSigner | undefined;
   readonly tokens: JoinTokens;
   private readonly nodes = new Map<string, NodeRecord>();
   /** Node ID to the time its last certificate expires; after that TLS refuses it anyway. */
@@ -82,7 +85,9 @@ export class CertificateAuthority {
     this.lifetimeMs = opts.lifetimeMs ?? DEFAULT_NODE_CERT_LIFETIME_MS;
     validateLifetimeMs(this.lifetimeMs);
     this.externalSigner = opts.signer;
-    this.localSigner = new LocalSigner(opts.root);
+    this.localSigner = hasRootKey(opts.root) ? new LocalSigner(opts.root) : undefined;
+    if (this.localSigner === undefined && opts.signer === undefined)
+      throw new ValidationError('signer', 'the root CA key is not here, so an external signer is required');
     this.tokens = JoinTokens.forRoot(opts.root.certPem);
   }
 
@@ -144,6 +149,7 @@ export class CertificateAuthority {
 
   private async issue(nodeId: string, role: NodeRole, csrPem: string, addresses: readonly string[]) {
     const signer = this.externalSigner ?? this.localSigner;
+    if (signer === undefined) throw new MeshError('NO_SIGNER', 'this CA has no signer');
     const issued = await signer.sign({
       csrPem,
       nodeId,
@@ -210,6 +216,11 @@ export class CertificateAuthority {
         'root',
         `next root is for cluster "${next.clusterId}", not "${this.clusterId}"`,
       );
+    if (!hasRootKey(this.root) || this.externalSigner !== undefined)
+      throw new MeshError(
+        'ROTATION_UNSUPPORTED',
+        'root rotation needs the current root key here (not in external CA mode)',
+      );
     const crossSignedPem = await crossSign(this.root, next, this.clock.nowMs());
     this.rotation = { next, crossSignedPem };
     this.localSigner = new LocalSigner({ ...next, chainPem: crossSignedPem });
@@ -231,9 +242,10 @@ export class CertificateAuthority {
         'ROTATION_PENDING',
         `cannot retire the old root: ${pending.length} node(s) still hold certificates from it (${pending.slice(0, 5).join(', ')})`,
       );
-    this.root = this.rotation.next;
+    const next = this.rotation.next;
+    this.root = next;
     this.rotation = undefined;
-    this.localSigner = new LocalSigner(this.root);
+    this.localSigner = new LocalSigner(next);
     this.tokens.rebase(this.root.certPem);
   }
 }
