@@ -10,6 +10,7 @@ import {
   certificateDigest,
   generateKeyPair,
   importPrivateKey,
+  joinPem,
   parseCertificate,
   randomSerialHex,
   readSubject,
@@ -73,7 +74,7 @@ export function loadRootCertificate(certPem: string): RootCertificate {
   const clusterId = readSubject(cert).organization;
   if (clusterId === undefined)
     throw new ValidationError('root CA certificate', 'root CA certificate: subject has no O (cluster ID)');
-  return { clusterId, certPem: cert.toString('pem'), digestHex: certificateDigest(certPem) };
+  return { clusterId, certPem: joinPem(cert.toString('pem')), digestHex: certificateDigest(certPem) };
 }
 
 export async function createRootCA(opts: { clusterId: string; nowMs: number }): Promise<RootCA> {
@@ -96,7 +97,7 @@ export async function createRootCA(opts: { clusterId: string; nowMs: number }): 
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  const certPem = cert.toString('pem');
+  const certPem = joinPem(cert.toString('pem'));
   return {
     clusterId: opts.clusterId,
     certPem,
@@ -139,7 +140,7 @@ export async function crossSign(oldRoot: RootCA, newRoot: RootCA, nowMs: number)
       await x509.AuthorityKeyIdentifierExtension.create(oldCert.publicKey),
     ],
   });
-  return cert.toString('pem');
+  return joinPem(cert.toString('pem'));
 }
 
 export interface IssueRequest {
@@ -222,7 +223,7 @@ export async function issueNodeCertificate(signer: Signer, req: IssueRequest): P
     ],
   });
   return {
-    certChainPem: cert.toString('pem') + (signer.chainPem === '' ? '' : `\n${signer.chainPem}`),
+    certChainPem: joinPem(cert.toString('pem'), signer.chainPem),
     notBeforeMs,
     notAfterMs,
   };

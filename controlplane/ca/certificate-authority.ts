@@ -25,6 +25,7 @@ import {
   validateLifetimeMs,
 } from './authority.js';
 import { JoinTokens } from './join-token.js';
+import { joinPem } from './x509.js';
 
 /** Signs a node certificate for a request whose subject the CA already decided. */
 export interface NodeCertificateSigner {

@@ -8,7 +8,7 @@
 import { errorMessage, MeshError } from '../../src/common/errors.js';
 import { type IssuedCertificate, type IssueRequest, roleToOu, verifyCsr } from './authority.js';
 import type { NodeCertificateSigner } from './certificate-authority.js';
-import { parseCertificate, readSubject } from './x509.js';
+import { joinPem, parseCertificate, readSubject } from './x509.js';
 
 export interface CfsslSignerOptions {
   /** Base URL of the signer, e.g. http://127.0.0.1:8888 */
@@ -88,7 +88,7 @@ export class CfsslSigner implements NodeCertificateSigner {
         "external CA returned a certificate not signed by the cluster's root",
       );
     return {
-      certChainPem: cert.toString('pem'),
+      certChainPem: joinPem(cert.toString('pem')),
       notBeforeMs: cert.notBefore.getTime(),
       notAfterMs: cert.notAfter.getTime(),
     };

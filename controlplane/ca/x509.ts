@@ -48,6 +48,14 @@ export function parseCertificate(pem: string, field: string): x509.X509Certifica
   }
 }
 
+/** Joins PEM blocks into one bundle, one block per line group, ending in a newline. */
+export function joinPem(...blocks: string[]): string {
+  return `${blocks
+    .map((b) => b.trim())
+    .filter((b) => b !== '')
+    .join('\n')}\n`;
+}
+
 /** All certificates in a PEM bundle, in order. */
 export function splitPemBundle(pem: string): string[] {
   return (
