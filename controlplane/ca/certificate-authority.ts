@@ -103,8 +103,8 @@ export class CertificateAuthority {
   /** Roots a node should trust now: the current one, plus the next during a rotation. */
   trustBundlePem(): string {
     return this.rotation === undefined
-      ? this.root.certPem
-      : `${this.root.certPem}${this.rotation.next.certPem}`;
+      ? joinPem(this.root.certPem)
+      : joinPem(this.root.certPem, this.rotation.next.certPem);
   }
 
   /** The options the transport's authorization interceptor needs from the CA. */
