@@ -193,7 +193,7 @@ export async function issueNodeCertificate(signer: Signer, req: IssueRequest): P
   const lifetimeMs = req.lifetimeMs ?? DEFAULT_NODE_CERT_LIFETIME_MS;
   validateLifetimeMs(lifetimeMs);
   const csr = await verifyCsr(req.csrPem);
-  const signerCert = parseCertificate(signer.certPem, 'signer certificate');
+  const { signerCert, authorityKeyId } = await signerInfo(signer);
   const notBeforeMs = req.nowMs - BACKDATE_MS;
   const notAfterMs = Math.min(req.nowMs + lifetimeMs, signerCert.notAfter.getTime());
   const cert = await x509.X509CertificateGenerator.create({
@@ -219,7 +219,7 @@ export async function issueNodeCertificate(signer: Signer, req: IssueRequest): P
         x509.ExtendedKeyUsage.clientAuth,
       ]),
       new x509.SubjectAlternativeNameExtension(sanEntries(req.nodeId, req.role, req.addresses)),
-      await x509.AuthorityKeyIdentifierExtension.create(signerCert.publicKey),
+      authorityKeyId,
     ],
   });
   return {
@@ -227,6 +227,25 @@ export async function issueNodeCertificate(signer: Signer, req: IssueRequest): P
     notBeforeMs,
     notAfterMs,
   };
+}
+
+const signerInfoCache = new WeakMap<
+  Signer,
+  Promise<{ signerCert: x509.X509Certificate; authorityKeyId: x509.AuthorityKeyIdentifierExtension }>
+>();
+
+/** Parsed once per signer: issuing is on the join and renewal path of every node. */
+function signerInfo(signer: Signer) {
+  let info = signerInfoCache.get(signer);
+  if (info === undefined) {
+    const signerCert = parseCertificate(signer.certPem, 'signer certificate');
+    info = x509.AuthorityKeyIdentifierExtension.create(signerCert.publicKey).then((authorityKeyId) => ({
+      signerCert,
+      authorityKeyId,
+    }));
+    signerInfoCache.set(signer, info);
+  }
+  return info;
 }
 
 function sanEntries(nodeId: string, role: NodeRole, addresses: readonly string[]): x509.JsonGeneralNames {
