@@ -3,8 +3,11 @@
  * rotation, and node certificates signed from a node's CSR. The CA decides the
  * subject (CN = node ID, OU = role, O = cluster ID), never the requester.
  */
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
 import { ValidationError } from '../../src/common/errors.js';
+import { writeFileDurable } from './node-identity.js';
 import {
   type CryptoKey,
   certificateDigest,
@@ -115,6 +118,21 @@ export async function loadRootCA(certPem: string, privateKeyPem: string): Promis
     privateKeyPem,
     chainPem: '',
   };
+}
+
+const ROOT_FILES = { cert: 'root.crt', key: 'root.key' } as const;
+
+/** Writes the root under `dir` (the state directory's ca/), the key mode 0600, durably. */
+export function saveRootCA(dir: string, root: RootCA): void {
+  writeFileDurable(join(dir, ROOT_FILES.cert), root.certPem, 0o644);
+  writeFileDurable(join(dir, ROOT_FILES.key), root.privateKeyPem, 0o600);
+}
+
+export function loadRootCAFromDir(dir: string): Promise<RootCA> {
+  return loadRootCA(
+    readFileSync(join(dir, ROOT_FILES.cert), 'utf8'),
+    readFileSync(join(dir, ROOT_FILES.key), 'utf8'),
+  );
 }
 
 /**

@@ -2,7 +2,16 @@
  * The node's side of its identity: its own key and CSR (the key never leaves
  * the node), and the files that hold key, certificate and trust bundle.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fchmodSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { generateKeyPair, x509 } from './x509.js';
 
@@ -55,6 +64,8 @@ export function writeFileDurable(path: string, content: string, mode: number): v
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', mode);
   try {
+    // A leftover temp file keeps its old mode on open; set it explicitly.
+    fchmodSync(fd, mode);
     writeSync(fd, content);
     fsyncSync(fd);
   } finally {

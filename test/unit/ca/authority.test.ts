@@ -12,8 +12,10 @@ import {
   HOUR_MS,
   issueNodeCertificate,
   loadRootCA,
+  loadRootCAFromDir,
   ROOT_LIFETIME_MS,
   type RootCA,
+  saveRootCA,
 } from '../../../controlplane/ca/authority.js';
 import {
   createKeyAndCsr,
@@ -181,6 +183,14 @@ describe('root CA and node certificates', () => {
     assert.equal(viaOld.code, 0, viaOld.out);
     const viaNew = await openssl(['verify', '-CAfile', join(dir, 'new.crt'), join(dir, 'leaf.crt')]);
     assert.equal(viaNew.code, 0, viaNew.out);
+  });
+
+  test('the root CA is saved with its key at mode 0600 and loads back', async () => {
+    saveRootCA(join(dir, 'ca'), root);
+    assert.equal(statSync(join(dir, 'ca', 'root.key')).mode & 0o777, 0o600);
+    const loaded = await loadRootCAFromDir(join(dir, 'ca'));
+    assert.equal(loaded.digestHex, root.digestHex);
+    assert.equal(loaded.privateKeyPem, root.privateKeyPem);
   });
 
   test('node TLS files are written with the key at mode 0600', async () => {

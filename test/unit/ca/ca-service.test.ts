@@ -111,6 +111,24 @@ describe('CA service', () => {
     });
   });
 
+  test('a bad CSR or address is refused with INVALID_ARGUMENT naming the field, and the CA keeps serving', async () => {
+    const w = await joinCluster({ target, token: ca.tokens.current().worker, addresses: [] });
+    await assert.rejects(
+      rpc((cb) => clientFor(w).issueNodeCertificate({ csrPem: 'not a csr', addresses: [] }, cb)),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        assert.match(err.details, /csr: expected a PEM PKCS#10 certificate request/);
+        return true;
+      },
+    );
+    const { csrPem } = await createKeyAndCsr();
+    await assert.rejects(
+      rpc((cb) => clientFor(w).issueNodeCertificate({ csrPem, addresses: ['::bad::addr'] }, cb)),
+      /addresses\[0\]: expected an IP or DNS name/,
+    );
+    await rpc((cb) => clientFor(w).getRootCaCertificate({}, cb));
+  });
+
   test('a worker may not call manager-only CA methods', async () => {
     const w = await joinCluster({ target, token: ca.tokens.current().worker, addresses: [] });
     await assert.rejects(
