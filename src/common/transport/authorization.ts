@@ -54,7 +54,7 @@ export function servicePolicy<S extends grpc.ServiceDefinition>(
   return out;
 }
 
-interface PeerInfo {
+export interface PeerInfo {
   identity?: CallerIdentity;
   notAfterMs?: number;
   /** Why there is no usable identity, for the caller's error message. */
