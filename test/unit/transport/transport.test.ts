@@ -280,4 +280,11 @@ describe('secure transport', () => {
     stream.cancel();
     assert.equal(streamError === undefined || /Cancelled/.test(streamError.message), true);
   });
+
+  test('a reload with unusable material is refused and the server keeps serving with the old one', async () => {
+    const renewed = await nodeMaterial(root, { role: 'manager', nodeId: manager.nodeId });
+    assert.throws(() => creds.reload({ ...renewed, privateKeyPem: 'not a key' }));
+    const res = await unaryCall(client(worker), 'echo', { after: 'bad reload' });
+    assert.equal(res['after'], 'bad reload');
+  });
 });
