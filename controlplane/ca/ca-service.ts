@@ -147,7 +147,7 @@ export function createCaServiceHandlers(ca: CertificateAuthority): CAServiceServ
       };
     }),
     rotateJoinToken: unary(async (call) => ({
-      token: ca.tokens.rotate(roleFromProto(call.request.role, 'role')),
+      token: ca.tokens.rotate(roleFromProto(call.request.role, 'role'), call.request.expiresAt?.unixMs),
     })),
     removeNode: unary(async (call) => {
       if (call.request.nodeId === '') throw new ValidationError('nodeId', 'nodeId must not be empty');

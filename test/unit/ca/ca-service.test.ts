@@ -83,11 +83,27 @@ describe('CA service', () => {
     const old = ca.tokens.current().worker;
     const manager = await joinCluster({ target, token: ca.tokens.current().manager, addresses: [] });
     const fresh = await rpc<{ token: string }>((cb) =>
-      clientFor(manager).rotateJoinToken({ role: NodeRole.NODE_ROLE_WORKER }, cb),
+      clientFor(manager).rotateJoinToken({ role: NodeRole.NODE_ROLE_WORKER, expiresAt: undefined }, cb),
     );
     assert.notEqual(fresh.token, old);
     await assert.rejects(joinCluster({ target, token: old, addresses: [] }), /rotated out/);
     assert.equal((await joinCluster({ target, token: fresh.token, addresses: [] })).role, 'worker');
+  });
+
+  test('a token rotated with an expiry stops working at that time', async () => {
+    const manager = await joinCluster({ target, token: ca.tokens.current().manager, addresses: [] });
+    const soon = await rpc<{ token: string }>((cb) =>
+      clientFor(manager).rotateJoinToken(
+        { role: NodeRole.NODE_ROLE_WORKER, expiresAt: { unixMs: Date.now() - 1 } },
+        cb,
+      ),
+    );
+    try {
+      await assert.rejects(joinCluster({ target, token: soon.token, addresses: [] }), /UNAUTHENTICATED/);
+    } finally {
+      ca.tokens.setExpiry(undefined);
+    }
+    assert.equal((await joinCluster({ target, token: soon.token, addresses: [] })).role, 'worker');
   });
 
   test('an expired join token is refused', async () => {

@@ -166,6 +166,8 @@ export interface GetJoinTokensResponse {
 
 export interface RotateJoinTokenRequest {
   role: NodeRole;
+  /** When set, both tokens stop working at this time; unset keeps the current expiry. */
+  expiresAt: Timestamp | undefined;
 }
 
 export interface RotateJoinTokenResponse {
@@ -916,13 +918,16 @@ export const GetJoinTokensResponse: MessageFns<GetJoinTokensResponse> = {
 };
 
 function createBaseRotateJoinTokenRequest(): RotateJoinTokenRequest {
-  return { role: 0 };
+  return { role: 0, expiresAt: undefined };
 }
 
 export const RotateJoinTokenRequest: MessageFns<RotateJoinTokenRequest> = {
   encode(message: RotateJoinTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.role !== 0) {
       writer.uint32(8).int32(message.role);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(message.expiresAt, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -948,6 +953,14 @@ export const RotateJoinTokenRequest: MessageFns<RotateJoinTokenRequest> = {
             message.role = reader.int32() as any;
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.expiresAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -961,13 +974,23 @@ export const RotateJoinTokenRequest: MessageFns<RotateJoinTokenRequest> = {
   },
 
   fromJSON(object: any): RotateJoinTokenRequest {
-    return { role: isSet(object.role) ? nodeRoleFromJSON(object.role) : 0 };
+    return {
+      role: isSet(object.role) ? nodeRoleFromJSON(object.role) : 0,
+      expiresAt: isSet(object.expiresAt)
+        ? Timestamp.fromJSON(object.expiresAt)
+        : isSet(object.expires_at)
+        ? Timestamp.fromJSON(object.expires_at)
+        : undefined,
+    };
   },
 
   toJSON(message: RotateJoinTokenRequest): unknown {
     const obj: any = {};
     if (message.role !== 0) {
       obj.role = nodeRoleToJSON(message.role);
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = Timestamp.toJSON(message.expiresAt);
     }
     return obj;
   },
@@ -978,6 +1001,9 @@ export const RotateJoinTokenRequest: MessageFns<RotateJoinTokenRequest> = {
   fromPartial<I extends Exact<DeepPartial<RotateJoinTokenRequest>, I>>(object: I): RotateJoinTokenRequest {
     const message = createBaseRotateJoinTokenRequest();
     message.role = object.role ?? 0;
+    message.expiresAt = (object.expiresAt !== undefined && object.expiresAt !== null)
+      ? Timestamp.fromPartial(object.expiresAt)
+      : undefined;
     return message;
   },
 };
