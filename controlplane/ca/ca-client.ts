@@ -4,7 +4,12 @@
  * with the current certificate.
  */
 import * as grpc from '@grpc/grpc-js';
-import { CAServiceClient, type IssueNodeCertificateResponse } from '../../src/api/gen/meshd/v1/ca.js';
+import {
+  CAServiceClient,
+  CertificateState,
+  type IssueNodeCertificateResponse,
+  type NodeCertificateStatusResponse,
+} from '../../src/api/gen/meshd/v1/ca.js';
 import { MeshError } from '../../src/common/errors.js';
 import { JOIN_TOKEN_METADATA_KEY } from '../../src/common/transport/authorization.js';
 import {
@@ -125,6 +130,47 @@ export async function renewNodeCertificate(opts: {
       ),
     );
     return toNodeCertificate(res, privateKeyPem, opts.current.clusterId);
+  } finally {
+    client.close();
+  }
+}
+
+/** The CA's view of this node's certificate: current, renew now, removed, or unknown. */
+export async function fetchCertificateStatus(opts: {
+  target: string;
+  current: NodeCertificate;
+}): Promise<'current' | 'renew' | 'removed' | 'unknown'> {
+  const client = new CAServiceClient(
+    opts.target,
+    createChannelCredentials(opts.current.material, {
+      clusterId: opts.current.clusterId,
+      organizationalUnit: roleToOu('manager'),
+    }),
+    SECURE_CHANNEL_OPTIONS,
+  );
+  try {
+    let res: NodeCertificateStatusResponse;
+    try {
+      res = await call<NodeCertificateStatusResponse>((cb) =>
+        client.nodeCertificateStatus({ nodeId: opts.current.nodeId }, new grpc.Metadata(), options(), cb),
+      );
+    } catch (err) {
+      // A removed node is refused by the authorization layer before the handler runs.
+      const e = err as Partial<grpc.ServiceError>;
+      if (e.code === grpc.status.PERMISSION_DENIED && /was removed from the cluster/.test(e.details ?? ''))
+        return 'removed';
+      throw err;
+    }
+    switch (res.state) {
+      case CertificateState.CERTIFICATE_STATE_CURRENT:
+        return 'current';
+      case CertificateState.CERTIFICATE_STATE_RENEW:
+        return 'renew';
+      case CertificateState.CERTIFICATE_STATE_REMOVED:
+        return 'removed';
+      default:
+        return 'unknown';
+    }
   } finally {
     client.close();
   }

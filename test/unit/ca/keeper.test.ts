@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { connect } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { createRootCA, HOUR_MS } from '../../../controlplane/ca/authority.js';
+import type { NodeCertificate } from '../../../controlplane/ca/ca-client.js';
+import { createCaServer } from '../../../controlplane/ca/ca-service.js';
+import { CertificateAuthority } from '../../../controlplane/ca/certificate-authority.js';
+import { NodeCertificateKeeper } from '../../../controlplane/ca/node-certificate-keeper.js';
+import { createKeyAndCsr } from '../../../controlplane/ca/node-identity.js';
+import { x509 } from '../../../controlplane/ca/x509.js';
+import { ManualClock } from '../../../src/common/clock.js';
+import { SeededRng } from '../../../src/common/rng.js';
+import { bindSecure, ReloadableServerCredentials } from '../../../src/common/transport/credentials.js';
+
+function servedSerial(port: number, trust: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(
+      { host: '127.0.0.1', port, ca: trust, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined },
+      () => {
+        resolve(s.getPeerCertificate().serialNumber.toLowerCase());
+        s.destroy();
+      },
+    );
+    s.on('error', reject);
+  });
+}
+
+describe('node certificate keeper', () => {
+  const clock = new ManualClock(Date.now());
+  let dir: string;
+  let ca: CertificateAuthority;
+  let caServer: grpc.Server;
+  let target: string;
+
+  async function newNode(role: 'manager' | 'worker'): Promise<NodeCertificate> {
+    const { csrPem, privateKeyPem } = await createKeyAndCsr();
+    const token = role === 'manager' ? ca.tokens.current().manager : ca.tokens.current().worker;
+    const issued = await ca.issueForJoinToken(token, csrPem, ['127.0.0.1']);
+    return {
+      nodeId: issued.nodeId,
+      role,
+      clusterId: 'keep',
+      notAfterMs: issued.notAfterMs,
+      material: { privateKeyPem, certChainPem: issued.certChainPem, trustBundlePem: ca.trustBundlePem() },
+    };
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'meshd-keeper-'));
+    ca = new CertificateAuthority({
+      root: await createRootCA({ clusterId: 'keep', nowMs: clock.nowMs() }),
+      clock,
+      lifetimeMs: HOUR_MS,
+    });
+    const self = await newNode('manager');
+    caServer = createCaServer(ca, { clock });
+    const creds = new ReloadableServerCredentials(self.material, { acceptClientsWithoutCertificate: true });
+    target = `127.0.0.1:${await bindSecure(caServer, '127.0.0.1:0', creds)}`;
+  });
+
+  after(() => {
+    caServer.forceShutdown();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('on schedule it renews, saves the key 0600, reloads its server and tells listeners', async () => {
+    const node = await newNode('worker');
+    const keeper = new NodeCertificateKeeper({
+      current: node,
+      stateDir: join(dir, 'a'),
+      managerTarget: () => target,
+      addresses: ['127.0.0.1'],
+      clock,
+      rng: new SeededRng(3),
+    });
+    const server = new grpc.Server();
+    const port = await bindSecure(server, '127.0.0.1:0', keeper.serverCredentials);
+    const renewed: string[] = [];
+    keeper.onRenewed((n) => renewed.push(n.nodeId));
+    keeper.start();
+    try {
+      for (let minute = 0; minute < 60 && renewed.length === 0; minute++) {
+        clock.advance(60_000);
+        await keeper.settled();
+      }
+      assert.deepEqual(renewed, [node.nodeId]);
+      const onDisk = readFileSync(join(dir, 'a', 'node.crt'), 'utf8');
+      assert.equal(onDisk, keeper.current().material.certChainPem);
+      assert.equal(statSync(join(dir, 'a', 'node.key')).mode & 0o777, 0o600);
+      const serial = new x509.X509Certificate(
+        keeper.current().material.certChainPem,
+      ).serialNumber.toLowerCase();
+      assert.equal(await servedSerial(port, ca.trustBundlePem()), serial);
+    } finally {
+      keeper.stop();
+      server.forceShutdown();
+    }
+  });
+
+  test('a role change makes it renew at once with the new role; removal stops it', async () => {
+    const node = await newNode('worker');
+    const keeper = new NodeCertificateKeeper({
+      current: node,
+      stateDir: join(dir, 'b'),
+      managerTarget: () => target,
+      addresses: [],
+      clock,
+      rng: new SeededRng(4),
+    });
+    keeper.start();
+    try {
+      assert.equal(await keeper.checkStatus(), 'current');
+      ca.setRole(node.nodeId, 'manager');
+      assert.equal(await keeper.checkStatus(), 'renewed');
+      assert.equal(keeper.current().role, 'manager');
+      assert.equal(await keeper.checkStatus(), 'current');
+      ca.removeNode(node.nodeId);
+      assert.equal(await keeper.checkStatus(), 'removed');
+    } finally {
+      keeper.stop();
+    }
+  });
+});
