@@ -139,7 +139,7 @@ export async function renewNodeCertificate(opts: {
 export async function fetchCertificateStatus(opts: {
   target: string;
   current: NodeCertificate;
-}): Promise<'current' | 'renew' | 'removed' | 'unknown'> {
+}): Promise<{ state: 'current' | 'renew' | 'removed' | 'unknown'; trustBundlePem: string }> {
   const client = new CAServiceClient(
     opts.target,
     createChannelCredentials(opts.current.material, {
@@ -158,18 +158,19 @@ export async function fetchCertificateStatus(opts: {
       // A removed node is refused by the authorization layer before the handler runs.
       const e = err as Partial<grpc.ServiceError>;
       if (e.code === grpc.status.PERMISSION_DENIED && /was removed from the cluster/.test(e.details ?? ''))
-        return 'removed';
+        return { state: 'removed', trustBundlePem: '' };
       throw err;
     }
+    const trustBundlePem = res.trustBundlePem;
     switch (res.state) {
       case CertificateState.CERTIFICATE_STATE_CURRENT:
-        return 'current';
+        return { state: 'current', trustBundlePem };
       case CertificateState.CERTIFICATE_STATE_RENEW:
-        return 'renew';
+        return { state: 'renew', trustBundlePem };
       case CertificateState.CERTIFICATE_STATE_REMOVED:
-        return 'removed';
+        return { state: 'removed', trustBundlePem };
       default:
-        return 'unknown';
+        return { state: 'unknown', trustBundlePem };
     }
   } finally {
     client.close();

@@ -123,18 +123,21 @@ export function createCaServiceHandlers(ca: CertificateAuthority): CAServiceServ
                 : CertificateState.CERTIFICATE_STATE_RENEW,
             role: roleToProto(status.record.role),
             notAfter: { unixMs: status.record.notAfterMs },
+            trustBundlePem: ca.trustBundlePem(),
           };
         case 'removed':
           return {
             state: CertificateState.CERTIFICATE_STATE_REMOVED,
             role: ProtoNodeRole.NODE_ROLE_UNSPECIFIED,
             notAfter: undefined,
+            trustBundlePem: '',
           };
         case 'unknown':
           return {
             state: CertificateState.CERTIFICATE_STATE_UNKNOWN,
             role: ProtoNodeRole.NODE_ROLE_UNSPECIFIED,
             notAfter: undefined,
+            trustBundlePem: '',
           };
       }
     }),

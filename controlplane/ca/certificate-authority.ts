@@ -66,7 +66,11 @@ export interface CertificateAuthorityOptions {
 interface Rotation {
   next: RootCA;
   crossSignedPem: string;
+  /** How many nodes are told to renew at a time. */
+  batchSize: number;
 }
+
+export const DEFAULT_ROTATION_BATCH_SIZE = 10;
 
 export class CertificateAuthority {
   private root: RootCA | RootCertificate;
@@ -201,9 +205,13 @@ export class CertificateAuthority {
     if (this.isDenied(nodeId)) return { state: 'removed' };
     const record = this.nodes.get(nodeId);
     if (record === undefined) return { state: 'unknown' };
-    const wantDigest = (this.rotation?.next ?? this.root).digestHex;
-    const stale = record.roleChanged || record.rootDigestHex !== wantDigest;
-    return { state: stale ? 'renew' : 'current', record };
+    if (record.roleChanged) return { state: 'renew', record };
+    if (this.rotation === undefined || record.rootDigestHex === this.rotation.next.digestHex)
+      return { state: 'current', record };
+    // Rotation batches: only the first batchSize pending nodes (in a stable
+    // order) are told to renew; as they do, the next ones move up.
+    const batch = this.nodesPendingRotation().sort().slice(0, this.rotation.batchSize);
+    return { state: batch.includes(nodeId) ? 'renew' : 'current', record };
   }
 
   /**
@@ -211,7 +219,9 @@ export class CertificateAuthority {
    * present the cross-signed certificate after every new leaf, so nodes that
    * still trust only the old root accept the new certificates.
    */
-  async startRootRotation(next: RootCA): Promise<void> {
+  async startRootRotation(next: RootCA, batchSize = DEFAULT_ROTATION_BATCH_SIZE): Promise<void> {
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new ValidationError('batchSize', `rotation batchSize must be an integer >= 1, got ${batchSize}`);
     if (next.clusterId !== this.clusterId)
       throw new ValidationError(
         'root',
@@ -223,7 +233,7 @@ export class CertificateAuthority {
         'root rotation needs the current root key here (not in external CA mode)',
       );
     const crossSignedPem = await crossSign(this.root, next, this.clock.nowMs());
-    this.rotation = { next, crossSignedPem };
+    this.rotation = { next, crossSignedPem, batchSize };
     this.localSigner = new LocalSigner({ ...next, chainPem: crossSignedPem });
   }
 

@@ -44,12 +44,14 @@ export class NodeCertificateKeeper {
         this.node = next;
         return next.material;
       },
-      onRenewed: (material: TlsMaterial) => {
-        saveNodeTlsMaterial(opts.stateDir, material);
-        this.serverCredentials.reload(material);
-        for (const listener of this.listeners) listener(this.node);
-      },
+      onRenewed: (material: TlsMaterial) => this.install(material),
     });
+  }
+
+  private install(material: TlsMaterial): void {
+    saveNodeTlsMaterial(this.opts.stateDir, material);
+    this.serverCredentials.reload(material);
+    for (const listener of this.listeners) listener(this.node);
   }
 
   current(): NodeCertificate {
@@ -71,16 +73,30 @@ export class NodeCertificateKeeper {
     this.renewer.stop();
   }
 
-  /** Asks the CA whether this node should renew now (role change, root rotation) and does. */
-  async checkStatus(): Promise<'current' | 'renewed' | 'removed'> {
-    const state = await fetchCertificateStatus({ target: this.opts.managerTarget(), current: this.node });
+  /**
+   * Asks the CA whether this node should renew now (role change, its batch of
+   * a root rotation) and does; installs a changed trust bundle (a new root
+   * to trust, or a retired one to drop).
+   */
+  async checkStatus(): Promise<'current' | 'renewed' | 'trust-updated' | 'removed'> {
+    const { state, trustBundlePem } = await fetchCertificateStatus({
+      target: this.opts.managerTarget(),
+      current: this.node,
+    });
     if (state === 'removed') {
       this.renewer.stop();
       return 'removed';
     }
-    if (state !== 'renew') return 'current';
-    await this.renewer.renewNow();
-    return 'renewed';
+    if (state === 'renew') {
+      await this.renewer.renewNow();
+      return 'renewed';
+    }
+    if (trustBundlePem === '' || trustBundlePem === this.node.material.trustBundlePem) return 'current';
+    const material = { ...this.node.material, trustBundlePem };
+    this.node = { ...this.node, material };
+    this.renewer.replaceMaterial(material);
+    this.install(material);
+    return 'trust-updated';
   }
 
   /** Resolves when a renewal in progress has finished (tests, shutdown). */

@@ -78,6 +78,11 @@ export class CertificateRenewer {
     return this.current;
   }
 
+  /** The same certificate with other trust (a bundle update); the schedule stays. */
+  replaceMaterial(material: TlsMaterial): void {
+    this.current = material;
+  }
+
   start(): void {
     this.stopped = false;
     this.schedule(

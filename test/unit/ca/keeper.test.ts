@@ -124,4 +124,40 @@ describe('node certificate keeper', () => {
       keeper.stop();
     }
   });
+
+  test('during a root rotation it renews when its batch comes, and drops the old root once retired', async () => {
+    const node = await newNode('worker');
+    const keeper = new NodeCertificateKeeper({
+      current: node,
+      stateDir: join(dir, 'c'),
+      managerTarget: () => target,
+      addresses: [],
+      clock,
+      rng: new SeededRng(5),
+    });
+    keeper.start();
+    try {
+      const oldRoot = ca.rootCertificatePem();
+      await ca.startRootRotation(await createRootCA({ clusterId: 'keep', nowMs: clock.nowMs() }), 1000);
+      assert.equal(await keeper.checkStatus(), 'renewed');
+      assert.ok(
+        keeper.current().material.trustBundlePem.includes(oldRoot.trim()),
+        'both roots trusted meanwhile',
+      );
+      // The other nodes of this CA re-issue too (here directly), then the old root retires.
+      for (const nodeId of ca.nodesPendingRotation()) {
+        const { csrPem } = await createKeyAndCsr();
+        const status = ca.status(nodeId);
+        const role = status.state === 'current' || status.state === 'renew' ? status.record.role : 'worker';
+        await ca.renew({ nodeId, role, clusterId: 'keep' }, csrPem, []);
+      }
+      ca.finishRootRotation();
+      assert.equal(await keeper.checkStatus(), 'trust-updated');
+      assert.equal(keeper.current().material.trustBundlePem, ca.trustBundlePem());
+      assert.ok(!keeper.current().material.trustBundlePem.includes(oldRoot.trim()));
+      assert.equal(readFileSync(join(dir, 'c', 'ca.crt'), 'utf8'), ca.trustBundlePem());
+    } finally {
+      keeper.stop();
+    }
+  });
 });

@@ -166,6 +166,35 @@ test('root rotation across 3 processes: cross-signed transition, batches, retire
   );
 });
 
+test('rotation batches: only batchSize pending nodes are told to renew at a time, in a stable order', async () => {
+  const ca = new CertificateAuthority({
+    root: await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() }),
+    clock: systemClock,
+  });
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const { csrPem } = await createKeyAndCsr();
+    ids.push((await ca.issueForJoinToken(ca.tokens.current().worker, csrPem, [])).nodeId);
+  }
+  await assert.rejects(
+    ca.startRootRotation(await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() }), 0),
+    /batchSize must be an integer >= 1/,
+  );
+  await ca.startRootRotation(await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() }), 2);
+  const told = () => ids.filter((id) => ca.status(id).state === 'renew').sort();
+  const sorted = [...ids].sort();
+  let renewed = 0;
+  while (ca.nodesPendingRotation().length > 0) {
+    const batch = told();
+    assert.deepEqual(batch, sorted.slice(renewed, renewed + 2));
+    const { csrPem } = await createKeyAndCsr();
+    await ca.renew({ nodeId: batch[0]!, role: 'worker', clusterId: CLUSTER }, csrPem, []);
+    renewed++;
+  }
+  assert.deepEqual(told(), []);
+  ca.finishRootRotation();
+});
+
 test('after retirement a node still holding an old-root certificate is refused', async () => {
   const ca = new CertificateAuthority({
     root: await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() }),

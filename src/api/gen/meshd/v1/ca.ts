@@ -67,7 +67,10 @@ export enum CertificateState {
   CERTIFICATE_STATE_UNSPECIFIED = 0,
   /** CERTIFICATE_STATE_CURRENT - The node's current certificate matches its role and the current root. */
   CERTIFICATE_STATE_CURRENT = 1,
-  /** CERTIFICATE_STATE_RENEW - The node should renew now: its role changed or the root is rotating. */
+  /**
+   * CERTIFICATE_STATE_RENEW - The node should renew now: its role changed, or the root is rotating and
+   * this node is in the current batch.
+   */
   CERTIFICATE_STATE_RENEW = 2,
   /** CERTIFICATE_STATE_REMOVED - The node was removed; it will not get another certificate. */
   CERTIFICATE_STATE_REMOVED = 3,
@@ -151,7 +154,14 @@ export interface NodeCertificateStatusRequest {
 export interface NodeCertificateStatusResponse {
   state: CertificateState;
   role: NodeRole;
-  notAfter: Timestamp | undefined;
+  notAfter:
+    | Timestamp
+    | undefined;
+  /**
+   * Roots to trust now; a node whose bundle differs installs this one (after
+   * a root rotation this drops the retired root).
+   */
+  trustBundlePem: string;
 }
 
 export interface GetJoinTokensRequest {
@@ -642,7 +652,7 @@ export const NodeCertificateStatusRequest: MessageFns<NodeCertificateStatusReque
 };
 
 function createBaseNodeCertificateStatusResponse(): NodeCertificateStatusResponse {
-  return { state: 0, role: 0, notAfter: undefined };
+  return { state: 0, role: 0, notAfter: undefined, trustBundlePem: "" };
 }
 
 export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResponse> = {
@@ -655,6 +665,9 @@ export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResp
     }
     if (message.notAfter !== undefined) {
       Timestamp.encode(message.notAfter, writer.uint32(26).fork()).join();
+    }
+    if (message.trustBundlePem !== "") {
+      writer.uint32(34).string(message.trustBundlePem);
     }
     return writer;
   },
@@ -696,6 +709,14 @@ export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResp
             message.notAfter = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.trustBundlePem = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -717,6 +738,11 @@ export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResp
         : isSet(object.not_after)
         ? Timestamp.fromJSON(object.not_after)
         : undefined,
+      trustBundlePem: isSet(object.trustBundlePem)
+        ? globalThis.String(object.trustBundlePem)
+        : isSet(object.trust_bundle_pem)
+        ? globalThis.String(object.trust_bundle_pem)
+        : "",
     };
   },
 
@@ -730,6 +756,9 @@ export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResp
     }
     if (message.notAfter !== undefined) {
       obj.notAfter = Timestamp.toJSON(message.notAfter);
+    }
+    if (message.trustBundlePem !== "") {
+      obj.trustBundlePem = message.trustBundlePem;
     }
     return obj;
   },
@@ -746,6 +775,7 @@ export const NodeCertificateStatusResponse: MessageFns<NodeCertificateStatusResp
     message.notAfter = (object.notAfter !== undefined && object.notAfter !== null)
       ? Timestamp.fromPartial(object.notAfter)
       : undefined;
+    message.trustBundlePem = object.trustBundlePem ?? "";
     return message;
   },
 };
