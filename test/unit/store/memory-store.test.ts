@@ -10,7 +10,7 @@ import {
 import type { StoreEvent } from '../../../controlplane/store/types.js';
 import { WatchQueue } from '../../../controlplane/store/watch-queue.js';
 import {
-  type NetworkObject,
+  NetworkObject,
   ServiceObject,
   StoreSnapshot,
   Task,
@@ -87,20 +87,7 @@ describe('store transactions', () => {
       errCode(() => store.apply(new TransactionBuilder(0).create('service', service('s2', 'web')).build())),
       'NAME_CONFLICT',
     );
-    const net = (id: string): NetworkObject => ({
-      ...({} as NetworkObject),
-      meta: { id, version: undefined, createdAt: undefined, updatedAt: undefined },
-      name: 'app',
-      driver: 'overlay',
-      requestedSubnet: '',
-      options: {},
-      labels: {},
-      ingress: false,
-      subnet: '',
-      gateway: '',
-      vni: 0,
-      allocationMessage: '',
-    });
+    const net = (id: string) => NetworkObject.fromPartial({ meta: { id }, name: 'app', driver: 'overlay' });
     assert.equal(
       errCode(() =>
         store.apply(
