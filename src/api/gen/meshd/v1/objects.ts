@@ -562,7 +562,14 @@ export interface Node {
   state: NodeState;
   statusMessage: string;
   /** When `state` last changed (clock of the writer). */
-  stateChangedAt: Timestamp | undefined;
+  stateChangedAt:
+    | Timestamp
+    | undefined;
+  /**
+   * This node's load-balancer address on each network it takes part in
+   * (ingress always): SNAT source of balanced connections.
+   */
+  lbAttachments: NetworkAttachment[];
 }
 
 export interface Node_LabelsEntry {
@@ -914,6 +921,7 @@ function createBaseNode(): Node {
     state: 0,
     statusMessage: "",
     stateChangedAt: undefined,
+    lbAttachments: [],
   };
 }
 
@@ -948,6 +956,9 @@ export const Node: MessageFns<Node> = {
     }
     if (message.stateChangedAt !== undefined) {
       Timestamp.encode(message.stateChangedAt, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.lbAttachments) {
+      NetworkAttachment.encode(v!, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1048,6 +1059,14 @@ export const Node: MessageFns<Node> = {
             message.stateChangedAt = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lbAttachments.push(NetworkAttachment.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1095,6 +1114,11 @@ export const Node: MessageFns<Node> = {
         : isSet(object.state_changed_at)
         ? Timestamp.fromJSON(object.state_changed_at)
         : undefined,
+      lbAttachments: globalThis.Array.isArray(object?.lbAttachments)
+        ? object.lbAttachments.map((e: any) => NetworkAttachment.fromJSON(e))
+        : globalThis.Array.isArray(object?.lb_attachments)
+        ? object.lb_attachments.map((e: any) => NetworkAttachment.fromJSON(e))
+        : [],
     };
   },
 
@@ -1136,6 +1160,9 @@ export const Node: MessageFns<Node> = {
     if (message.stateChangedAt !== undefined) {
       obj.stateChangedAt = Timestamp.toJSON(message.stateChangedAt);
     }
+    if (message.lbAttachments?.length) {
+      obj.lbAttachments = message.lbAttachments.map((e) => NetworkAttachment.toJSON(e));
+    }
     return obj;
   },
 
@@ -1166,6 +1193,7 @@ export const Node: MessageFns<Node> = {
     message.stateChangedAt = (object.stateChangedAt !== undefined && object.stateChangedAt !== null)
       ? Timestamp.fromPartial(object.stateChangedAt)
       : undefined;
+    message.lbAttachments = object.lbAttachments?.map((e) => NetworkAttachment.fromPartial(e)) || [];
     return message;
   },
 };
