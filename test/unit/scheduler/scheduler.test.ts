@@ -44,6 +44,8 @@ function pendingTask(
     hostPorts: [],
     startAfter: undefined,
     createdByUpdate: false,
+    restartAttempts: 0,
+    restartWindowStart: undefined,
   };
 }
 
