@@ -54,7 +54,7 @@ export function planRestarts(view: StoreView, ctx: OrchestratorContext): Transac
 function promoteWaitingTasks(view: StoreView, ctx: OrchestratorContext, tx: TransactionBuilder): void {
   const graceMs = unknownGraceMs(view);
   for (const t of sortById(view.find('task', 'desired', String(TaskState.TASK_STATE_READY)))) {
-    if ((t.startAfter?.unixMs ?? 0) > ctx.nowMs) continue;
+    if ((t.startAfter?.unixMs ?? 0) > ctx.nowMs || isTerminal(t.status?.state)) continue;
     const blocking = view.find('task', 'slot', slotKey(t)).some((o: Task) => {
       if (o.meta!.id === t.meta!.id || o.nodeId === '' || isTerminal(o.status?.state)) return false;
       if ((o.status?.state ?? 0) < TaskState.TASK_STATE_ASSIGNED) return false;

@@ -1,4 +1,5 @@
 import { type StoreAction, StoreActionKind, StoreTransaction } from '../../src/api/gen/meshd/v1/objects.js';
+import { assert } from '../../src/common/errors.js';
 import type { ObjectKind, ObjectsByKind } from './types.js';
 
 /**
@@ -7,6 +8,7 @@ import type { ObjectKind, ObjectsByKind } from './types.js';
  */
 export class TransactionBuilder {
   private readonly actions: StoreAction[] = [];
+  private readonly touched = new Set<string>();
 
   constructor(private readonly proposedAtMs: number) {}
 
@@ -30,7 +32,17 @@ export class TransactionBuilder {
     return { actions: [...this.actions], proposedAt: { unixMs: this.proposedAtMs } };
   }
 
+  /** Whether this transaction already changes that object. */
+  touches(kind: ObjectKind, id: string): boolean {
+    return this.touched.has(`${kind}/${id}`);
+  }
+
   private push<K extends ObjectKind>(kind: StoreActionKind, target: K, value: ObjectsByKind[K]): this {
+    // Two actions on one object in one transaction would be refused by the
+    // store's version check; catch the planner bug here, where it happens.
+    const key = `${target}/${value.meta?.id ?? ''}`;
+    assert(!this.touched.has(key), `transaction changes ${key} twice`);
+    this.touched.add(key);
     this.actions.push({ kind, target: { $case: target, value } as StoreAction['target'] });
     return this;
   }

@@ -54,11 +54,13 @@ describe('store transactions', () => {
 
   it('applies a transaction all or nothing: one bad action leaves the store unchanged', () => {
     const store = new MemoryStore();
-    const tx = new TransactionBuilder(0)
-      .create('service', service('s1', 'web'))
-      .create('service', service('s1', 'web2'));
+    const first = new TransactionBuilder(0)
+      .create('service', service('s2', 'db'))
+      .create('service', service('s1', 'web'));
+    const again = new TransactionBuilder(0).create('service', service('s1', 'web2'));
+    const tx = { ...first.build(), actions: [...first.build().actions, ...again.build().actions] };
     assert.equal(
-      errCode(() => store.apply(tx.build())),
+      errCode(() => store.apply(tx)),
       'ALREADY_EXISTS',
     );
     assert.equal(store.list('service').length, 0);
