@@ -33,6 +33,8 @@ export interface LoopResult {
   transactions: number;
   /** False when `maxRounds` passed before nothing was left to do (a bug or a livelock). */
   settled: boolean;
+  /** Planners that still changed something in the last round (names the livelock). */
+  busy: string[];
 }
 
 /**
@@ -47,18 +49,19 @@ export function runToFixpoint(
   maxRounds = 50,
 ): LoopResult {
   let transactions = 0;
+  let busy: string[] = [];
   for (let round = 1; round <= maxRounds; round++) {
-    let changed = false;
+    busy = [];
     for (const p of PLANNERS) {
       const tx = p.plan(view, ctx);
       if (tx === undefined) continue;
       apply(tx.build());
       transactions++;
-      changed = true;
+      busy.push(p.name);
     }
-    if (!changed) return { rounds: round, transactions, settled: true };
+    if (busy.length === 0) return { rounds: round, transactions, settled: true, busy };
   }
-  return { rounds: maxRounds, transactions, settled: false };
+  return { rounds: maxRounds, transactions, settled: false, busy };
 }
 
 /** The same through a Proposer (Raft): each transaction is committed before the next planner reads. */
@@ -69,16 +72,17 @@ export async function runToFixpointAsync(
   maxRounds = 50,
 ): Promise<LoopResult> {
   let transactions = 0;
+  let busy: string[] = [];
   for (let round = 1; round <= maxRounds; round++) {
-    let changed = false;
+    busy = [];
     for (const p of PLANNERS) {
       const tx = p.plan(view, ctx);
       if (tx === undefined) continue;
       await proposer.propose(tx.build());
       transactions++;
-      changed = true;
+      busy.push(p.name);
     }
-    if (!changed) return { rounds: round, transactions, settled: true };
+    if (busy.length === 0) return { rounds: round, transactions, settled: true, busy };
   }
-  return { rounds: maxRounds, transactions, settled: false };
+  return { rounds: maxRounds, transactions, settled: false, busy };
 }

@@ -33,7 +33,7 @@ export class ClusterHarness {
   readonly store = new MemoryStore();
   private readonly proposer = new InMemoryProposer(this.store);
   nowMs = 1_000_000;
-  lastLoop: LoopResult = { rounds: 0, transactions: 0, settled: true };
+  lastLoop: LoopResult = { rounds: 0, transactions: 0, settled: true, busy: [] };
 
   constructor(
     private readonly rng: Rng,
@@ -144,8 +144,10 @@ export class ClusterHarness {
   settle(maxIterations = 50): void {
     for (let i = 0; i < maxIterations; i++) {
       this.lastLoop = runToFixpoint(this.store, (tx) => this.proposer.proposeSync(tx), this.ctx);
-      if (!this.agentsAct()) return;
+      if (!this.lastLoop.settled || !this.agentsAct()) return;
     }
+    // Managers and agents kept changing things: a livelock, reported as such.
+    this.lastLoop = { ...this.lastLoop, settled: false, busy: [...this.lastLoop.busy, 'agents'] };
   }
 
   /** One round of every agent's status reports; true when anything changed. */
@@ -158,7 +160,11 @@ export class ClusterHarness {
       if (observed < TaskState.TASK_STATE_ASSIGNED || isTerminal(observed)) continue;
       if (t.desiredState > TaskState.TASK_STATE_RUNNING) {
         tx.update('task', withStatus(t, TaskState.TASK_STATE_SHUTDOWN, 'shut down', this.nowMs));
+      } else if (t.desiredState === TaskState.TASK_STATE_READY) {
+        if (observed < TaskState.TASK_STATE_READY)
+          tx.update('task', withStatus(t, TaskState.TASK_STATE_READY, 'prepared', this.nowMs));
       } else if (observed < TaskState.TASK_STATE_RUNNING) {
+        // Only a task asked to run starts; a bad one fails right then.
         if (t.spec?.env.includes(FAILING_ENV))
           tx.update(
             'task',
@@ -170,10 +176,7 @@ export class ClusterHarness {
               'exit 1',
             ),
           );
-        else if (t.desiredState === TaskState.TASK_STATE_RUNNING)
-          tx.update('task', withStatus(t, TaskState.TASK_STATE_RUNNING, 'started', this.nowMs));
-        else if (observed < TaskState.TASK_STATE_READY)
-          tx.update('task', withStatus(t, TaskState.TASK_STATE_READY, 'prepared', this.nowMs));
+        else tx.update('task', withStatus(t, TaskState.TASK_STATE_RUNNING, 'started', this.nowMs));
       }
     }
     if (tx.size === 0) return false;

@@ -6,6 +6,8 @@ import {
   UpdateState,
 } from '../../src/api/gen/meshd/v1/objects.js';
 import { type Constraint, constraintHolds, parseConstraints } from '../scheduler/constraints.js';
+import { placeGroup } from '../scheduler/placement.js';
+import { buildSchedNodes, DEFAULT_SCHEDULER_OPTIONS, hostPortLabels } from '../scheduler/scheduler.js';
 import { TransactionBuilder } from '../store/transaction.js';
 import type { StoreView } from '../store/types.js';
 import { type OrchestratorContext, sortById } from './context.js';
@@ -53,7 +55,27 @@ export function planRebalance(view: StoreView, ctx: OrchestratorContext): Transa
     const [busiest, max] = sorted[sorted.length - 1]!;
     if (max - min < 2) continue;
     const mover = live.filter((t) => t.nodeId === busiest).sort((a, b) => b.slot - a.slot)[0]!;
-    tx.create('task', newTaskFor(service, { id: ctx.newId(), slot: mover.slot, nowMs: ctx.nowMs }));
+    // Ask the scheduler where the new task would go: unless that node has at
+    // least two fewer tasks (recent failures elsewhere, resources, ports may
+    // steer it), a move is churn; requiring it makes every move shrink the
+    // imbalance, so rebalancing ends.
+    const target = placeGroup(buildSchedNodes(view, ctx.nowMs, DEFAULT_SCHEDULER_OPTIONS.failureWindowMs), {
+      serviceId: service.meta!.id,
+      template: service.spec?.task,
+      hostPorts: hostPortLabels(service),
+      taskIds: ['probe'],
+    })[0];
+    if (target === undefined || !('nodeId' in target) || (counts.get(target.nodeId) ?? max) > max - 2)
+      continue;
+    tx.create(
+      'task',
+      newTaskFor(service, {
+        id: ctx.newId(),
+        slot: mover.slot,
+        nowMs: ctx.nowMs,
+        replacesTaskId: mover.meta!.id,
+      }),
+    );
   }
   return tx.size > 0 ? tx : undefined;
 }

@@ -1,10 +1,4 @@
-import {
-  type NetworkAttachment,
-  type ServiceObject,
-  Task,
-  TaskState,
-  TaskStatus,
-} from '../../src/api/gen/meshd/v1/objects.js';
+import { type ServiceObject, Task, TaskState, TaskStatus } from '../../src/api/gen/meshd/v1/objects.js';
 import { MeshError } from '../../src/common/errors.js';
 
 /**
@@ -74,7 +68,7 @@ export function newTaskFor(
     desired?: TaskState;
     startAfterMs?: number;
     createdByUpdate?: boolean;
-    networks?: NetworkAttachment[];
+    replacesTaskId?: string;
   },
 ): Task {
   return Task.fromPartial({
@@ -88,5 +82,6 @@ export function newTaskFor(
     spec: service.spec?.task,
     ...(opts.startAfterMs !== undefined ? { startAfter: { unixMs: opts.startAfterMs } } : {}),
     createdByUpdate: opts.createdByUpdate ?? false,
+    replacesTaskId: opts.replacesTaskId ?? '',
   });
 }

@@ -30,7 +30,7 @@ export function planUpdates(view: StoreView, ctx: OrchestratorContext): Transact
   const tx = new TransactionBuilder(ctx.nowMs);
   for (const service of sortById(view.list('service'))) {
     const tasks = view.find('task', 'service', service.meta!.id);
-    stopSupersededTasks(service, tasks, tx);
+    stopSupersededTasks(tasks, tx);
     const state = service.updateStatus?.state;
     if (state === UpdateState.UPDATE_STATE_UPDATING || state === UpdateState.UPDATE_STATE_ROLLBACK_STARTED)
       advanceUpdate(service, tasks, ctx, tx);
@@ -38,28 +38,30 @@ export function planUpdates(view: StoreView, ctx: OrchestratorContext): Transact
   return tx.size > 0 ? tx : undefined;
 }
 
-function stopSupersededTasks(service: ServiceObject, tasks: Task[], tx: TransactionBuilder): void {
+function stopSupersededTasks(tasks: Task[], tx: TransactionBuilder): void {
   for (const slotTasks of bySlot(tasks).values()) {
     const runnable = slotTasks.filter(isRunnable);
-    if (runnable.length < 2) continue;
-    // The newest running task of the current version wins (a rebalance
-    // move's new task, a start-first update's new task).
-    const winner = runnable
-      .filter(
-        (t) => t.specVersion === service.specVersion && t.status?.state === TaskState.TASK_STATE_RUNNING,
-      )
-      .sort((a, b) => newerFirst(a, b))[0];
-    if (winner === undefined) continue;
-    for (const t of runnable)
-      if (t !== winner) tx.update('task', withDesired(t, TaskState.TASK_STATE_SHUTDOWN));
+    const running = runnable.filter((t) => t.status?.state === TaskState.TASK_STATE_RUNNING);
+    if (runnable.length < 2 || running.length === 0) continue;
+    const stop = new Set<Task>();
+    // A running replacement takes over from the task it replaces.
+    for (const r of running) {
+      const replaced = runnable.find((t) => t.meta!.id === r.replacesTaskId);
+      if (replaced !== undefined) stop.add(replaced);
+    }
+    // Anything older than a running task's spec version gives way (the end of a start-first overlap).
+    const newest = Math.max(...running.map((t) => t.specVersion));
+    for (const t of runnable) if (t.specVersion < newest) stop.add(t);
+    // Two unrelated running tasks of one version (never planned): keep the newest.
+    const left = running.filter((t) => !stop.has(t)).sort(newerFirst);
+    for (const t of left.slice(1)) stop.add(t);
+    for (const t of stop) tx.update('task', withDesired(t, TaskState.TASK_STATE_SHUTDOWN));
   }
 }
 
 function newerFirst(a: Task, b: Task): number {
-  const ts = (t: Task) => [t.status?.timestamp?.unixMs ?? 0, t.meta?.createdAt?.unixMs ?? 0];
-  const [ra, ca] = ts(a);
-  const [rb, cb] = ts(b);
-  return rb! - ra! || cb! - ca! || (a.meta!.id < b.meta!.id ? -1 : 1);
+  const created = (t: Task) => t.meta?.createdAt?.unixMs ?? 0;
+  return created(b) - created(a) || (a.meta!.id < b.meta!.id ? 1 : -1);
 }
 
 function advanceUpdate(
@@ -139,6 +141,7 @@ function advanceUpdate(
             ? TaskState.TASK_STATE_RUNNING
             : TaskState.TASK_STATE_READY,
         createdByUpdate: true,
+        ...(startFirst ? { replacesTaskId: first.meta!.id } : {}),
       }),
     );
   }

@@ -1,5 +1,5 @@
 import { PublishMode } from '../../src/api/gen/meshd/v1/dataplane.js';
-import { type Task, TaskState } from '../../src/api/gen/meshd/v1/objects.js';
+import { type ServiceObject, type Task, TaskState } from '../../src/api/gen/meshd/v1/objects.js';
 import { normalizedPort, portLabel } from '../allocator/config.js';
 import { TransactionBuilder } from '../store/transaction.js';
 import type { StoreView } from '../store/types.js';
@@ -17,12 +17,23 @@ export const DEFAULT_SCHEDULER_OPTIONS: SchedulerOptions = {
   failureWindowMs: 5 * 60_000,
 };
 
+/** "port/proto" of the host-mode ports each task of the service holds on its node. */
+export function hostPortLabels(service: ServiceObject | undefined): string[] {
+  return (service?.spec?.endpoint?.ports ?? [])
+    .map(normalizedPort)
+    .filter((p) => p.publishMode === PublishMode.PUBLISH_MODE_HOST && p.publishedPort !== 0)
+    .map((p) => portLabel(p.publishedPort, p.protocol));
+}
+
 /** A task occupies its node (resources, ports, spread counts) while it is wanted and has not stopped. */
 function occupiesNode(t: Task): boolean {
+  const observed = t.status?.state ?? 0;
+  // Global tasks carry their node before they are placed: only ASSIGNED and later count.
   return (
     t.nodeId !== '' &&
     t.desiredState <= TaskState.TASK_STATE_RUNNING &&
-    (t.status?.state ?? 0) <= TaskState.TASK_STATE_RUNNING
+    observed >= TaskState.TASK_STATE_ASSIGNED &&
+    observed <= TaskState.TASK_STATE_RUNNING
   );
 }
 
@@ -96,10 +107,7 @@ export function planScheduling(
     let entry = groups.get(key);
     if (entry === undefined) {
       const service = view.get('service', t.serviceId);
-      const hostPorts = (service?.spec?.endpoint?.ports ?? [])
-        .map(normalizedPort)
-        .filter((p) => p.publishMode === PublishMode.PUBLISH_MODE_HOST && p.publishedPort !== 0)
-        .map((p) => portLabel(p.publishedPort, p.protocol));
+      const hostPorts = hostPortLabels(service);
       entry = {
         group: {
           serviceId: t.serviceId,

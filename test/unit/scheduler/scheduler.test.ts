@@ -46,6 +46,7 @@ function pendingTask(
     createdByUpdate: false,
     restartAttempts: 0,
     restartWindowStart: undefined,
+    replacesTaskId: '',
   };
 }
 

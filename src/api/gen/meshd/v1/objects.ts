@@ -739,7 +739,14 @@ export interface Task {
    * restart_window_start (the window is tumbling: it restarts when it ends).
    */
   restartAttempts: number;
-  restartWindowStart: Timestamp | undefined;
+  restartWindowStart:
+    | Timestamp
+    | undefined;
+  /**
+   * A start-first replacement (update, rebalance move): the task it takes
+   * over from once it runs.
+   */
+  replacesTaskId: string;
 }
 
 export interface NetworkObject {
@@ -3111,6 +3118,7 @@ function createBaseTask(): Task {
     createdByUpdate: false,
     restartAttempts: 0,
     restartWindowStart: undefined,
+    replacesTaskId: "",
   };
 }
 
@@ -3157,6 +3165,9 @@ export const Task: MessageFns<Task> = {
     }
     if (message.restartWindowStart !== undefined) {
       Timestamp.encode(message.restartWindowStart, writer.uint32(114).fork()).join();
+    }
+    if (message.replacesTaskId !== "") {
+      writer.uint32(122).string(message.replacesTaskId);
     }
     return writer;
   },
@@ -3286,6 +3297,14 @@ export const Task: MessageFns<Task> = {
             message.restartWindowStart = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.replacesTaskId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3352,6 +3371,11 @@ export const Task: MessageFns<Task> = {
         : isSet(object.restart_window_start)
         ? Timestamp.fromJSON(object.restart_window_start)
         : undefined,
+      replacesTaskId: isSet(object.replacesTaskId)
+        ? globalThis.String(object.replacesTaskId)
+        : isSet(object.replaces_task_id)
+        ? globalThis.String(object.replaces_task_id)
+        : "",
     };
   },
 
@@ -3399,6 +3423,9 @@ export const Task: MessageFns<Task> = {
     if (message.restartWindowStart !== undefined) {
       obj.restartWindowStart = Timestamp.toJSON(message.restartWindowStart);
     }
+    if (message.replacesTaskId !== "") {
+      obj.replacesTaskId = message.replacesTaskId;
+    }
     return obj;
   },
 
@@ -3429,6 +3456,7 @@ export const Task: MessageFns<Task> = {
     message.restartWindowStart = (object.restartWindowStart !== undefined && object.restartWindowStart !== null)
       ? Timestamp.fromPartial(object.restartWindowStart)
       : undefined;
+    message.replacesTaskId = object.replacesTaskId ?? "";
     return message;
   },
 };
