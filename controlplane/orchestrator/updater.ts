@@ -73,7 +73,11 @@ function advanceUpdate(
   const rollingBack = service.updateStatus?.state === UpdateState.UPDATE_STATE_ROLLBACK_STARTED;
   const config = updateConfigOf(rollingBack ? service.spec?.rollback : service.spec?.update);
   const startedMs = service.updateStatus?.startedAt?.unixMs ?? 0;
-  const updated = tasks.filter((t) => t.specVersion === service.specVersion && t.createdByUpdate);
+  // Every task of the new version counts, whoever created it: a slot refilled
+  // after a node failure runs the new spec as much as one the updater replaced.
+  const updated = tasks.filter(
+    (t) => t.specVersion === service.specVersion && (t.meta?.createdAt?.unixMs ?? 0) >= startedMs,
+  );
   const failed = updated.filter((t) => isFailed(t) && (t.status?.timestamp?.unixMs ?? 0) >= startedMs);
   const ratio = failed.length / Math.max(1, updated.length);
   if (

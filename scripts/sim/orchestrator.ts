@@ -237,14 +237,27 @@ function checkGrace(w: World): string[] {
   return out;
 }
 
+/**
+ * A failed update with failure action rollback ends at the previous spec: so
+ * the failing spec may still be current only while its update has not seen
+ * a task of it fail (nothing could be placed, or no replicas).
+ */
 function checkRollbacks(w: World): string[] {
   const out: string[] = [];
   for (const [id, env] of w.expectRollbackTo) {
     const s = w.h.service(id);
-    if (s === undefined) continue;
-    if (JSON.stringify(s.spec?.task?.env) !== JSON.stringify(env))
+    if (s === undefined || JSON.stringify(s.spec?.task?.env) === JSON.stringify(env)) continue;
+    const startedMs = s.updateStatus?.startedAt?.unixMs ?? 0;
+    const endMs = s.updateStatus?.completedAt?.unixMs ?? Number.POSITIVE_INFINITY;
+    const failedDuring = w.h.store
+      .find('task', 'service', id)
+      .filter((t) => t.specVersion === s.specVersion && t.status?.state === TaskState.TASK_STATE_FAILED)
+      .filter(
+        (t) => (t.status?.timestamp?.unixMs ?? 0) >= startedMs && (t.status?.timestamp?.unixMs ?? 0) <= endMs,
+      );
+    if (failedDuring.length > 0)
       out.push(
-        `service ${s.spec?.name}: failed update with failure action rollback ended at env ${JSON.stringify(s.spec?.task?.env)}, not the previous ${JSON.stringify(env)}`,
+        `service ${s.spec?.name}: update with failure action rollback saw ${failedDuring.length} task(s) fail but stayed at env ${JSON.stringify(s.spec?.task?.env)}, not the previous ${JSON.stringify(env)} (update state ${s.updateStatus?.state})`,
       );
   }
   return out;
