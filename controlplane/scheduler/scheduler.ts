@@ -130,23 +130,24 @@ export function planScheduling(
   for (const { group, tasks } of groups.values()) {
     const byId = new Map(tasks.map((t) => [t.meta!.id, t]));
     const service = view.get('service', group.serviceId);
+    const hostPorts = (service?.spec?.endpoint?.ports ?? [])
+      .map(normalizedPort)
+      .filter((p) => p.publishMode === PublishMode.PUBLISH_MODE_HOST);
+    // Shallow copies: only top-level fields are replaced, and the store
+    // deep-copies what it keeps; 100k structuredClones would dominate a pass.
     for (const d of placeGroup(nodes, group)) {
       const t = byId.get(d.taskId)!;
       if ('nodeId' in d) {
-        const next = structuredClone(t);
-        next.nodeId = d.nodeId;
+        const next = { ...t, nodeId: d.nodeId, hostPorts };
         next.status = {
           state: TaskState.TASK_STATE_ASSIGNED,
           message: 'scheduler assigned task to node',
           err: '',
           timestamp: { unixMs: nowMs },
         };
-        next.hostPorts = (service?.spec?.endpoint?.ports ?? [])
-          .map(normalizedPort)
-          .filter((p) => p.publishMode === PublishMode.PUBLISH_MODE_HOST);
         tx.update('task', next);
       } else if (t.status?.message !== d.message) {
-        const next = structuredClone(t);
+        const next = { ...t };
         next.status = {
           state: TaskState.TASK_STATE_PENDING,
           message: d.message,
