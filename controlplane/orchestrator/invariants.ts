@@ -7,7 +7,6 @@ import {
   TaskState,
   UpdateState,
 } from '../../src/api/gen/meshd/v1/objects.js';
-import { holdsResources } from '../allocator/allocator.js';
 import { isClusterWidePort, portLabel } from '../allocator/config.js';
 import { constraintHolds, parseConstraints } from '../scheduler/constraints.js';
 import { type StoreView, slotKey } from '../store/types.js';
@@ -75,8 +74,10 @@ function checkAddresses(view: StoreView, tasks: Task[]): string[] {
     if (holder !== undefined) out.push(`address ${key} held by both ${holder} and ${who}`);
     seen.set(key, who);
   };
+  // Spelled out, not the allocator's holdsResources(): a check must not share the code it checks.
+  const stillHolds = (t: Task) => (t.status?.state ?? 0) <= TaskState.TASK_STATE_RUNNING;
   for (const t of tasks)
-    if (holdsResources(t)) for (const a of t.networks) claim(a.networkId, a.address, `task ${t.meta!.id}`);
+    if (stillHolds(t)) for (const a of t.networks) claim(a.networkId, a.address, `task ${t.meta!.id}`);
   for (const s of view.list('service'))
     for (const v of s.vips) claim(v.networkId, v.address, `service ${s.meta!.id} VIP`);
   for (const n of view.list('node'))
