@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { runToFixpoint } from '../../../controlplane/orchestrator/control-loop.js';
 import { withStatus } from '../../../controlplane/orchestrator/task-model.js';
+import { nextWakeMs } from '../../../controlplane/orchestrator/wake.js';
 import { MemoryStore } from '../../../controlplane/store/memory-store.js';
 import { TransactionBuilder } from '../../../controlplane/store/transaction.js';
 import {
@@ -210,5 +211,17 @@ describe('node failures', () => {
         .status!.message,
       /node drained or paused on 2 nodes/,
     );
+  });
+});
+
+describe('wake-up time', () => {
+  it('names the end of a restart delay as the next time the loop must run', () => {
+    const { h } = harness(1);
+    const s = h.createService(replicated('web', 1));
+    h.settle();
+    assert.equal(nextWakeMs(h.store, h.nowMs), undefined);
+    h.failTask(h.store.find('task', 'service', s)[0]!.meta!.id);
+    h.settle();
+    assert.equal(nextWakeMs(h.store, h.nowMs), h.nowMs + 1000);
   });
 });
