@@ -155,6 +155,32 @@ describe('restart supervisor', () => {
   });
 });
 
+describe('restart supervisor: window', () => {
+  it('counts attempts again from zero once the restart window has passed', () => {
+    const { h } = harness(1);
+    const policy = {
+      condition: RestartCondition.RESTART_CONDITION_ANY,
+      delayMs: 0,
+      maxAttempts: 1,
+      windowMs: 5000,
+    };
+    const s = h.createService(replicated('a', 1, { task: { restart: policy } }));
+    h.settle();
+    const live = () =>
+      h.store.find('task', 'service', s).find((t) => t.status?.state === TaskState.TASK_STATE_RUNNING);
+    h.failTask(live()!.meta!.id);
+    h.settle();
+    assert.ok(live() !== undefined, 'first failure restarts');
+    h.tick(6000);
+    h.failTask(live()!.meta!.id);
+    h.settle();
+    assert.ok(live() !== undefined, 'a failure after the window restarts again');
+    h.failTask(live()!.meta!.id);
+    h.settle();
+    assert.equal(live(), undefined, 'a second failure inside the new window does not');
+  });
+});
+
 describe('node failures', () => {
   it('replaces the tasks of a node that goes down on the other nodes', () => {
     const { h, nodeIds } = harness(3);

@@ -218,3 +218,16 @@ describe('scheduler: constraints syntax', () => {
     );
   });
 });
+
+describe('scheduler: batching', () => {
+  it('decides at most maxTasksPerPass tasks in one transaction and the rest in the next pass', () => {
+    const store = new MemoryStore();
+    const tx = new TransactionBuilder(0).create('node', node('a'));
+    for (const t of tasks(5)) tx.create('task', t);
+    store.apply(tx.build());
+    const first = planScheduling(store, 0, { maxTasksPerPass: 3 })!;
+    assert.equal(first.size, 3);
+    store.apply(first.build());
+    assert.equal(planScheduling(store, 0, { maxTasksPerPass: 3 })!.size, 2);
+  });
+});
