@@ -9,6 +9,7 @@
 import { nodeIsGone } from '../../controlplane/orchestrator/context.js';
 import { ClusterHarness, FAILING_ENV } from '../../controlplane/orchestrator/harness.js';
 import { checkLiveness, checkSafety } from '../../controlplane/orchestrator/invariants.js';
+import { planLeadershipChange } from '../../controlplane/orchestrator/leadership.js';
 import { isRunnable } from '../../controlplane/orchestrator/task-model.js';
 import { PublishMode } from '../../src/api/gen/meshd/v1/dataplane.js';
 import {
@@ -202,11 +203,8 @@ function leaderChange(w: World): string {
     .list('task')
     .filter((t) => isRunnable(t) && t.status?.state === TaskState.TASK_STATE_RUNNING)
     .map((t) => t.meta!.id);
-  for (const n of h.store.list('node'))
-    if (n.state !== NodeState.NODE_STATE_DOWN)
-      h.editNode(n.meta!.id, (m) => {
-        m.state = NodeState.NODE_STATE_UNKNOWN;
-      });
+  const tx = planLeadershipChange(h.store, h.nowMs);
+  if (tx !== undefined) h.apply(tx);
   return 'leader change';
 }
 

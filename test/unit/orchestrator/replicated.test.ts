@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { runToFixpoint } from '../../../controlplane/orchestrator/control-loop.js';
+import { planLeadershipChange } from '../../../controlplane/orchestrator/leadership.js';
 import { withStatus } from '../../../controlplane/orchestrator/task-model.js';
 import { nextWakeMs } from '../../../controlplane/orchestrator/wake.js';
 import { MemoryStore } from '../../../controlplane/store/memory-store.js';
@@ -198,10 +199,7 @@ describe('node failures', () => {
     const { h, nodeIds } = harness(3, { unknownGraceMs: 30_000 });
     const s = h.createService(replicated('web', 3));
     h.settle();
-    for (const id of nodeIds)
-      h.editNode(id, (n) => {
-        n.state = NodeState.NODE_STATE_UNKNOWN;
-      });
+    h.apply(planLeadershipChange(h.store, h.nowMs)!);
     h.tick(29_000);
     assert.equal(
       h.store.find('task', 'service', s).filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING)
