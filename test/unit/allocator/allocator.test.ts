@@ -4,7 +4,7 @@ import { planAllocation } from '../../../controlplane/allocator/allocator.js';
 import { checkPublishedPorts } from '../../../controlplane/allocator/validate.js';
 import type { MemoryStore } from '../../../controlplane/store/memory-store.js';
 import { TransactionBuilder } from '../../../controlplane/store/transaction.js';
-import { PublishMode } from '../../../src/api/gen/meshd/v1/dataplane.js';
+import { EndpointMode, PublishMode } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { TaskState } from '../../../src/api/gen/meshd/v1/objects.js';
 import { ValidationError } from '../../../src/common/errors.js';
 import { create, network, newStore, newTask, node, port, service } from './fixtures.js';
@@ -161,5 +161,37 @@ describe('allocator: services and tasks', () => {
         .sort(),
       ['ingress', 'n1'],
     );
+  });
+
+  it('keeps a dynamic published port across passes; a removed service frees its VIP and port for others', () => {
+    const store = newStore();
+    create(store, ['network', network('n1', 'app')]);
+    create(store, [
+      'service',
+      service('web', { networks: ['n1'], endpoint: { mode: 0, ports: [port(80)] } }),
+    ]);
+    allocate(store);
+    const before = store.get('service', 'web')!;
+    assert.equal(planAllocation(store, 2000), undefined);
+    store.apply(new TransactionBuilder(0).delete('service', before).build());
+    create(store, [
+      'service',
+      service('api', { networks: ['n1'], endpoint: { mode: 0, ports: [port(81)] } }),
+    ]);
+    allocate(store);
+    const after = store.get('service', 'api')!;
+    assert.equal(after.ports[0]!.publishedPort, before.ports[0]!.publishedPort);
+    assert.equal(after.vips[0]!.address, before.vips[0]!.address);
+  });
+
+  it('gives a DNS round-robin service no VIP', () => {
+    const store = newStore();
+    create(store, ['network', network('n1', 'app')]);
+    create(store, [
+      'service',
+      service('db', { networks: ['n1'], endpoint: { mode: EndpointMode.ENDPOINT_MODE_DNSRR, ports: [] } }),
+    ]);
+    allocate(store);
+    assert.deepEqual(store.get('service', 'db')!.vips, []);
   });
 });
