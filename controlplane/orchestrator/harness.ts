@@ -18,6 +18,7 @@ import type { OrchestratorContext } from './context.js';
 import { type LoopResult, runToFixpoint } from './control-loop.js';
 import { newService, rollbackService, scaleService, updateService } from './service-ops.js';
 import { isTerminal, withStatus } from './task-model.js';
+import { validateServiceSpec } from './validate-spec.js';
 
 /** A task whose env holds this starts and fails at once (a bad image, for update tests). */
 export const FAILING_ENV = 'MESHD_SIM_FAIL=1';
@@ -89,7 +90,9 @@ export class ClusterHarness {
     this.apply(new TransactionBuilder(this.nowMs).delete('node', this.store.get('node', id)!));
   }
 
+  /** Specs pass the control API's validation first, as in the daemon. */
   createService(spec: ServiceSpec): string {
+    validateServiceSpec(spec);
     const id = this.newId();
     this.apply(new TransactionBuilder(this.nowMs).create('service', newService(id, spec)));
     return id;
@@ -103,6 +106,7 @@ export class ClusterHarness {
     const current = this.service(id)!;
     const spec = structuredClone(current.spec!);
     edit(spec);
+    validateServiceSpec(spec);
     this.apply(
       new TransactionBuilder(this.nowMs).update('service', updateService(current, spec, this.nowMs)),
     );

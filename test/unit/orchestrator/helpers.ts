@@ -24,14 +24,19 @@ export function replicated(name: string, replicas: number, extra: Record<string,
     name,
     mode: ServiceMode.SERVICE_MODE_REPLICATED,
     replicas,
-    task: { command: ['app'], restart: { condition: RestartCondition.RESTART_CONDITION_ANY, delayMs: 1000 } },
+    // A test's own task fields replace these one by one, not the whole task.
+    task: {
+      command: ['app'],
+      restart: { condition: RestartCondition.RESTART_CONDITION_ANY, delayMs: 1000 },
+      ...(extra['task'] as Record<string, unknown> | undefined),
+    },
     update: {
       parallelism: 1,
       monitorMs: 2000,
       failureAction: UpdateFailureAction.UPDATE_FAILURE_ACTION_PAUSE,
       order: UpdateOrder.UPDATE_ORDER_STOP_FIRST,
     },
-    ...extra,
+    ...Object.fromEntries(Object.entries(extra).filter(([key]) => key !== 'task')),
   });
 }
 
