@@ -1,0 +1,381 @@
+import {
+  type ChannelCredentials,
+  type ClientWritableStream,
+  Server,
+  type ServerCredentials,
+  type ServerReadableStream,
+  type sendUnaryData,
+  status,
+} from '@grpc/grpc-js';
+import {
+  RaftServiceClient,
+  RaftServiceService,
+  type RaftServiceStreamRequest,
+  type RaftServiceStreamResponse,
+  type RaftMessage as WireMessage,
+} from '../../../src/api/gen/meshd/v1/raft.js';
+import { errorMessage, MeshError, ValidationError } from '../../../src/common/errors.js';
+import { subsystemLogger } from '../../../src/common/logger.js';
+import type { NodeId, RaftMessage } from '../core/types.js';
+import { DEFAULT_WIRE_LIMITS, fromWire, toWire, type WireLimits } from './wire.js';
+
+/**
+ * Raft messages between managers over gRPC: one client stream per peer,
+ * ordered, batched (everything queued while a write is in flight goes in one
+ * request). The send side never blocks Raft: each peer has a bounded queue
+ * and a message that does not fit is dropped (Raft retransmits), and a
+ * failed stream is reported to the core as an unreachable peer.
+ */
+export interface TransportHandler {
+  onMessage(message: RaftMessage): void;
+  onUnreachable(peer: NodeId): void;
+  onSnapshotStatus(peer: NodeId, ok: boolean): void;
+}
+
+export interface GrpcTransportOptions {
+  selfId: NodeId;
+  /** Address to listen on, e.g. "127.0.0.1:0" (the OS picks the port). */
+  listenAddress: string;
+  serverCredentials: ServerCredentials;
+  channelCredentials: ChannelCredentials;
+  handler: TransportHandler;
+  /** Peers as id → "host:port". */
+  peers?: Record<NodeId, string>;
+  /** Max messages queued per peer before new ones are dropped. */
+  maxQueuedMessages?: number;
+  /** Max bytes (approximate) queued per peer before new ones are dropped. */
+  maxQueuedBytes?: number;
+  /** Largest gRPC message accepted or sent. */
+  maxMessageBytes?: number;
+  /** After a stream fails, messages to that peer are dropped for this long. */
+  reconnectBackoffMs?: number;
+  limits?: WireLimits;
+  /** TLS name to check on peers' certificates (tests on 127.0.0.1 pass the cert's name). */
+  tlsServerName?: string;
+}
+
+const DEFAULTS = {
+  maxQueuedMessages: 4096,
+  maxQueuedBytes: 64 * 1024 * 1024,
+  maxMessageBytes: 64 * 1024 * 1024,
+  reconnectBackoffMs: 100,
+};
+const MAX_BATCH_MESSAGES = 512;
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
+const log = subsystemLogger('raft-transport');
+
+/** A rough size for queue accounting: payload bytes plus a fixed overhead. */
+function approxBytes(m: RaftMessage): number {
+  switch (m.type) {
+    case 'append':
+    case 'propose': {
+      let n = 64;
+      for (const e of m.entries) n += e.data.byteLength + 24;
+      return n;
+    }
+    case 'snapshot':
+      return 128 + m.data.byteLength;
+    default:
+      return 64;
+  }
+}
+
+interface Queued {
+  wire: WireMessage;
+  bytes: number;
+  snapshotDone: boolean;
+  isSnapshot: boolean;
+}
+
+class PeerSender {
+  private queue: Queued[] = [];
+  private queuedBytes = 0;
+  private call: ClientWritableStream<RaftServiceStreamRequest> | undefined;
+  private waitingDrain = false;
+  private pumpScheduled = false;
+  private failedUntilMs = 0;
+  private snapshotInFlight = false;
+  private dropped = 0;
+  private closed = false;
+
+  constructor(
+    readonly id: NodeId,
+    private readonly client: RaftServiceClient,
+    private readonly owner: GrpcTransport,
+  ) {}
+
+  send(m: RaftMessage): void {
+    if (this.closed) return;
+    const bytes = approxBytes(m);
+    const now = Date.now();
+    const full =
+      this.queue.length >= this.owner.opts.maxQueuedMessages ||
+      this.queuedBytes + bytes > this.owner.opts.maxQueuedBytes;
+    if (now < this.failedUntilMs || full) {
+      this.drop(m);
+      return;
+    }
+    const isSnapshot = m.type === 'snapshot';
+    if (isSnapshot) this.snapshotInFlight = true;
+    this.queue.push({ wire: toWire(m), bytes, isSnapshot, snapshotDone: isSnapshot && m.done });
+    this.queuedBytes += bytes;
+    this.schedulePump();
+  }
+
+  private drop(m: RaftMessage): void {
+    this.dropped += 1;
+    if (this.dropped % 1000 === 1)
+      log.debug(
+        { peer: this.id, dropped: this.dropped },
+        'dropping raft messages to slow or unreachable peer',
+      );
+    if (m.type === 'snapshot' && this.snapshotInFlight) {
+      this.snapshotInFlight = false;
+      this.owner.handler.onSnapshotStatus(this.id, false);
+    }
+  }
+
+  private openCall(): ClientWritableStream<RaftServiceStreamRequest> {
+    const call = this.client.stream((err: Error | null, _res?: RaftServiceStreamResponse) => {
+      if (this.call === call) this.call = undefined;
+      if (err !== null && !this.closed) this.fail(errorMessage(err));
+    });
+    return call;
+  }
+
+  private fail(reason: string): void {
+    log.debug({ peer: this.id, reason }, 'raft stream to peer failed');
+    this.failedUntilMs = Date.now() + this.owner.opts.reconnectBackoffMs;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.waitingDrain = false;
+    if (this.snapshotInFlight) {
+      this.snapshotInFlight = false;
+      this.owner.handler.onSnapshotStatus(this.id, false);
+    }
+    this.owner.handler.onUnreachable(this.id);
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (!this.waitingDrain && !this.closed && this.queue.length > 0) {
+      if (this.call === undefined) this.call = this.openCall();
+      const call = this.call;
+      const messages: WireMessage[] = [];
+      let bytes = 0;
+      let snapshotDone = false;
+      while (this.queue.length > 0 && messages.length < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES) {
+        const q = this.queue.shift()!;
+        messages.push(q.wire);
+        bytes += q.bytes;
+        snapshotDone ||= q.snapshotDone;
+      }
+      this.queuedBytes -= bytes;
+      const flushed = call.write({ messages }, () => {
+        if (snapshotDone && this.snapshotInFlight) {
+          this.snapshotInFlight = false;
+          this.owner.handler.onSnapshotStatus(this.id, true);
+        }
+      });
+      // The stream's buffer is full (a slow or stopped peer): wait for
+      // 'drain'; meanwhile messages pile up in the bounded queue and the
+      // overflow is dropped.
+      if (!flushed) {
+        this.waitingDrain = true;
+        call.once('drain', () => {
+          this.waitingDrain = false;
+          this.pump();
+        });
+      }
+    }
+  }
+
+  stats(): { queued: number; dropped: number } {
+    return { queued: this.queue.length, dropped: this.dropped };
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+    this.call?.end();
+    this.call = undefined;
+    this.client.close();
+  }
+}
+
+export class GrpcTransport {
+  readonly opts: Required<Omit<GrpcTransportOptions, 'peers' | 'tlsServerName'>> &
+    Pick<GrpcTransportOptions, 'tlsServerName'>;
+  readonly handler: TransportHandler;
+  private readonly server: Server;
+  private readonly senders = new Map<NodeId, PeerSender>();
+  private readonly removed = new Set<NodeId>();
+  private port = 0;
+
+  constructor(options: GrpcTransportOptions) {
+    this.opts = {
+      ...DEFAULTS,
+      limits: DEFAULT_WIRE_LIMITS,
+      ...options,
+    };
+    this.handler = options.handler;
+    this.server = new Server({
+      'grpc.max_receive_message_length': this.opts.maxMessageBytes,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    this.server.addService(RaftServiceService, {
+      stream: (
+        call: ServerReadableStream<RaftServiceStreamRequest, RaftServiceStreamResponse>,
+        cb: sendUnaryData<RaftServiceStreamResponse>,
+      ) => this.serveStream(call, cb),
+    });
+    for (const [id, address] of Object.entries(options.peers ?? {})) this.addPeer(id, address);
+  }
+
+  /** Binds the server; returns the port (useful with port 0). */
+  start(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(this.opts.listenAddress, this.opts.serverCredentials, (err, port) => {
+        if (err !== null) {
+          reject(
+            new MeshError(
+              'RAFT_LISTEN_FAILED',
+              `raft transport: cannot listen on ${this.opts.listenAddress}: ${err.message}`,
+            ),
+          );
+          return;
+        }
+        this.port = port;
+        resolve(port);
+      });
+    });
+  }
+
+  boundPort(): number {
+    return this.port;
+  }
+
+  addPeer(id: NodeId, address: string): void {
+    if (id === this.opts.selfId) return;
+    this.senders.get(id)?.close();
+    const channelOptions: Record<string, string | number> = {
+      'grpc.max_send_message_length': this.opts.maxMessageBytes,
+      'grpc.max_receive_message_length': this.opts.maxMessageBytes,
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    };
+    if (this.opts.tlsServerName !== undefined)
+      channelOptions['grpc.ssl_target_name_override'] = this.opts.tlsServerName;
+    const client = new RaftServiceClient(address, this.opts.channelCredentials, channelOptions);
+    this.senders.set(id, new PeerSender(id, client, this));
+  }
+
+  /** Stops sending to `id` and refuses its streams from now on (it left the cluster). */
+  removePeer(id: NodeId): void {
+    this.removed.add(id);
+    this.senders.get(id)?.close();
+    this.senders.delete(id);
+  }
+
+  /** Queue depth and drop count for one peer (metrics, tests). */
+  peerStats(id: NodeId): { queued: number; dropped: number } | undefined {
+    return this.senders.get(id)?.stats();
+  }
+
+  send(messages: readonly RaftMessage[]): void {
+    for (const m of messages) {
+      const sender = this.senders.get(m.to);
+      if (sender === undefined) {
+        log.debug({ to: m.to, type: m.type }, 'no address for raft peer; message dropped');
+        this.handler.onUnreachable(m.to);
+        continue;
+      }
+      sender.send(m);
+    }
+  }
+
+  private serveStream(
+    call: ServerReadableStream<RaftServiceStreamRequest, RaftServiceStreamResponse>,
+    cb: sendUnaryData<RaftServiceStreamResponse>,
+  ): void {
+    let received = 0;
+    let streamFrom: NodeId | undefined;
+    let finished = false;
+    const finish = (code: status | null, reason?: string) => {
+      if (finished) return;
+      finished = true;
+      if (code === null) {
+        cb(null, { receivedMessages: received });
+        return;
+      }
+      log.warn({ peer: streamFrom ?? call.getPeer(), reason }, 'dropping raft peer stream');
+      cb({ code, details: reason ?? 'rejected' });
+    };
+    call.on('data', (req: RaftServiceStreamRequest) => {
+      if (finished) return;
+      for (const w of req.messages) {
+        let m: RaftMessage;
+        try {
+          m = fromWire(w, this.opts.limits);
+        } catch (err) {
+          const field = err instanceof ValidationError ? err.field : 'message';
+          finish(status.INVALID_ARGUMENT, `malformed raft message (${field}): ${errorMessage(err)}`);
+          return;
+        }
+        if (m.to !== this.opts.selfId) {
+          finish(status.INVALID_ARGUMENT, `raft message for "${m.to}" arrived at "${this.opts.selfId}"`);
+          return;
+        }
+        if (streamFrom !== undefined && m.from !== streamFrom) {
+          finish(
+            status.INVALID_ARGUMENT,
+            `raft stream from "${streamFrom}" carried a message from "${m.from}"`,
+          );
+          return;
+        }
+        streamFrom = m.from;
+        if (this.removed.has(m.from)) {
+          finish(status.PERMISSION_DENIED, `raft message from removed member "${m.from}"`);
+          return;
+        }
+        received += 1;
+        try {
+          this.handler.onMessage(m);
+        } catch (err) {
+          log.error({ peer: m.from, err: errorMessage(err) }, 'raft handler failed on a peer message');
+        }
+      }
+    });
+    call.on('end', () => finish(null));
+    call.on('error', (err) => {
+      if (!finished) log.debug({ peer: streamFrom, err: errorMessage(err) }, 'raft peer stream error');
+      finished = true;
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.senders.values()) s.close();
+    this.senders.clear();
+    await new Promise<void>((resolve) => {
+      this.server.tryShutdown(() => resolve());
+      // Peers that never end their streams must not hold shutdown forever.
+      setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 500).unref();
+    });
+  }
+}
