@@ -144,9 +144,10 @@ export class Raft implements RaftCore {
     this.role = 'leader';
     const self = this.tracker.progress.get(this.id);
     if (self !== undefined) self.becomeReplicate();
-    // Conf changes wait until this term's first entry is applied (the §4.1 bug fix).
-    this.pendingConfIndex = this.log.lastIndex();
     this.appendEntries([{ term: 0, index: 0, type: 'normal', data: new Uint8Array() }]);
+    // Conf changes wait until this term's first entry is applied (the single-server
+    // membership bug: a change must not start before the leader committed in its term).
+    this.pendingConfIndex = this.log.lastIndex();
   }
 
   campaign(kind: CampaignKind = this.config.preVote ? 'preElection' : 'election'): void {

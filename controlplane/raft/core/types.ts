@@ -292,7 +292,8 @@ export interface InitialState {
  * The log storage the core reads (etcd-io/raft's Storage). The caller writes
  * to it from Ready; the core never writes. A new cluster starts from a storage
  * whose initialState().confState lists the founding voters (e.g. a snapshot at
- * index 0 holding that ConfState).
+ * index 0 holding that ConfState); a node joining an existing cluster starts
+ * from the membership it was given on join (it is not a voter of it yet).
  *
  * Errors: throw LogCompactedError for an index below firstIndex(),
  * LogUnavailableError above lastIndex(), SnapshotTemporarilyUnavailableError

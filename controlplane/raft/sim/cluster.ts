@@ -132,8 +132,10 @@ export class TestCluster {
 
   /** Drops the queued messages matching `filter`. */
   drop(filter: (m: RaftMessage) => boolean): RaftMessage[] {
-    const dropped = this.inFlight.filter(filter);
-    this.inFlight = this.inFlight.filter((m) => !filter(m));
+    const dropped: RaftMessage[] = [];
+    const kept: RaftMessage[] = [];
+    for (const m of this.inFlight) (filter(m) ? dropped : kept).push(m);
+    this.inFlight = kept;
     return dropped;
   }
 
