@@ -290,16 +290,12 @@ function replay(dir: string, segments: Segment[]): WalRecovery {
       const index = Number(p.readBigUInt64LE(1));
       const term = Number(p.readBigUInt64LE(9));
       if (kind === RECORD_SNAPSHOT) {
-        const covered = entries.find((e) => e.index === index);
-        // A snapshot installed from the leader replaces a log that does not
-        // contain its last entry; a local compaction keeps the suffix.
-        entries =
-          covered !== undefined && covered.term === term ? entries.filter((e) => e.index > index) : [];
+        entries = afterSnapshotMark(entries, index, term);
         snapshot = { index, term };
         continue;
       }
-      if (snapshot !== undefined && index <= snapshot.index)
-        throw fail(`entry ${index} is at or below snapshot ${snapshot.index}`);
+      // Entries at or below a snapshot are committed, hence identical to it: skip.
+      if (snapshot !== undefined && index <= snapshot.index) continue;
       const first = entries[0]?.index;
       const expected = first === undefined ? undefined : first + entries.length;
       if (expected !== undefined && first !== undefined) {
@@ -318,6 +314,20 @@ function replay(dir: string, segments: Segment[]): WalRecovery {
     }
   }
   return { entries, hardState, snapshot, tornBytes };
+}
+
+/**
+ * The log after a snapshot mark. A mark below the log's start is a segment
+ * header repeating an older mark: nothing changes. A local compaction keeps
+ * the suffix after the mark; a snapshot installed from the leader over a log
+ * that does not hold the mark's entry replaces the whole log.
+ */
+function afterSnapshotMark(entries: WalEntry[], index: number, term: number): WalEntry[] {
+  const first = entries[0];
+  if (first === undefined || index < first.index) return entries;
+  const covered = entries[index - first.index];
+  if (covered !== undefined && covered.term === term) return entries.slice(index - first.index + 1);
+  return [];
 }
 
 /** Operator repair: cuts a segment at `offset` and deletes every later segment. */

@@ -219,6 +219,24 @@ describe('WAL', () => {
     assert.deepEqual(JSON.parse(Buffer.from(recovery.hardState!).toString()), { commit: 100 });
   });
 
+  it('segment headers repeating an older snapshot mark do not drop entries above it', async () => {
+    const dir = tempDir();
+    const { wal } = await Wal.open(dir, { segmentBytes: 256 });
+    wal.appendSnapshot({ index: 10, term: 1 });
+    for (let i = 11; i <= 80; i++) {
+      wal.append([entry(i, 1)]);
+      await wal.sync();
+    }
+    await wal.close();
+    const { wal: again, recovery } = await Wal.open(dir, { segmentBytes: 256 });
+    await again.close();
+    assert.ok(again.segmentCount() > 5);
+    assert.deepEqual(
+      recovery.entries.map((e) => e.index),
+      Array.from({ length: 70 }, (_, i) => i + 11),
+    );
+  });
+
   it('a snapshot installed over a conflicting log replaces the whole log', async () => {
     const dir = tempDir();
     const { wal } = await Wal.open(dir);

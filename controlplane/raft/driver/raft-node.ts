@@ -1,0 +1,435 @@
+import { randomBytes } from 'node:crypto';
+import type { ChannelCredentials, ServerCredentials } from '@grpc/grpc-js';
+import { type Clock, systemClock } from '../../../src/common/clock.js';
+import { errorMessage, MeshError } from '../../../src/common/errors.js';
+import { subsystemLogger } from '../../../src/common/logger.js';
+import { SeededRng } from '../../../src/common/rng.js';
+import { createRaftCore, decodeConfChange } from '../core/index.js';
+import {
+  type ConfChange,
+  type ConfState,
+  DEFAULT_RAFT_CONFIG,
+  type Entry,
+  type NodeId,
+  type RaftConfig,
+  type RaftCore,
+  type RaftRole,
+  type Ready,
+} from '../core/types.js';
+import { DiskStorage } from '../storage/disk-storage.js';
+import { GrpcTransport } from '../transport/grpc-transport.js';
+import { ProposalTagger, unwrap } from './envelope.js';
+
+/**
+ * The replicated state machine above Raft (the store). `apply` sees every
+ * committed normal entry exactly once per process lifetime, in index order,
+ * starting after the snapshot given to `restore`.
+ */
+export interface StateMachine {
+  apply(index: number, payload: Uint8Array): void;
+  /** Serialized state as of the last applied index. */
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array): void;
+  onConfChange?(change: ConfChange, index: number): void;
+}
+
+export interface RaftNodeOptions {
+  id: NodeId;
+  dataDir: string;
+  stateMachine: StateMachine;
+  listenAddress: string;
+  serverCredentials: ServerCredentials;
+  channelCredentials: ChannelCredentials;
+  tlsServerName?: string;
+  /** Peers as id → "host:port" (more arrive through conf-change contexts). */
+  peers: Record<NodeId, string>;
+  /** Founding voters for a new cluster (ignored when the data directory has state). */
+  bootstrap?: ConfState;
+  heartbeatMs?: number;
+  electionMs?: number;
+  /** A proposal or read with no outcome after this long rejects (outcome unknown). */
+  requestTimeoutMs?: number;
+  /** Take a snapshot every this many applied entries. */
+  snapshotEveryEntries?: number;
+  segmentBytes?: number;
+  /** Log entries kept below a snapshot so a briefly slow follower needs no snapshot. */
+  keepEntriesAfterSnapshot?: number;
+  clock?: Clock;
+  core?: Partial<Omit<RaftConfig, 'id' | 'electionTicks' | 'heartbeatTicks' | 'applied'>>;
+}
+
+export interface RaftNodeStatus {
+  id: NodeId;
+  role: RaftRole;
+  term: number;
+  lead: NodeId | null;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  confState: ConfState;
+}
+
+interface Waiter {
+  resolve(index: number): void;
+  reject(err: Error): void;
+  cancelTimer(): void;
+}
+
+const log = subsystemLogger('raft-node');
+
+export class NodeStoppedError extends MeshError {
+  constructor(id: NodeId) {
+    super('RAFT_NODE_STOPPED', `raft node ${id} is stopped`);
+  }
+}
+
+export class RaftNode {
+  private readonly proposals = new Map<string, Waiter>();
+  private readonly reads = new Map<string, Waiter>();
+  private readonly readyReads: Array<{ index: number; waiter: Waiter }> = [];
+  private readonly tagger = new ProposalTagger();
+  private appliedIndex: number;
+  private lastSnapshotIndex: number;
+  private processing = false;
+  private kickScheduled = false;
+  private stopped = false;
+  private cancelTick: () => void = () => undefined;
+  private fatal: Error | undefined;
+
+  private constructor(
+    readonly id: NodeId,
+    private readonly opts: Required<
+      Pick<RaftNodeOptions, 'heartbeatMs' | 'electionMs' | 'requestTimeoutMs' | 'snapshotEveryEntries'>
+    > &
+      RaftNodeOptions,
+    private readonly core: RaftCore,
+    private readonly storage: DiskStorage,
+    private readonly transport: GrpcTransport,
+    private readonly clock: Clock,
+  ) {
+    this.appliedIndex = storage.snapshot().metadata.index;
+    this.lastSnapshotIndex = this.appliedIndex;
+  }
+
+  static async start(options: RaftNodeOptions): Promise<RaftNode> {
+    const opts = {
+      heartbeatMs: 100,
+      electionMs: 1000,
+      requestTimeoutMs: 10_000,
+      snapshotEveryEntries: 10_000,
+      ...options,
+    };
+    const clock = opts.clock ?? systemClock;
+    const storage = await DiskStorage.open(opts.dataDir, {
+      ...(opts.segmentBytes === undefined ? {} : { segmentBytes: opts.segmentBytes }),
+      ...(opts.keepEntriesAfterSnapshot === undefined
+        ? {}
+        : { keepEntriesAfterSnapshot: opts.keepEntriesAfterSnapshot }),
+      ...(opts.bootstrap ? { bootstrap: opts.bootstrap } : {}),
+    });
+    const snap = storage.snapshot();
+    if (snap.data.byteLength > 0 || snap.metadata.index > 0) opts.stateMachine.restore(snap.data);
+    const electionTicks = Math.max(2, Math.round(opts.electionMs / opts.heartbeatMs));
+    const config: RaftConfig = {
+      ...DEFAULT_RAFT_CONFIG,
+      ...opts.core,
+      id: opts.id,
+      electionTicks,
+      heartbeatTicks: 1,
+      applied: snap.metadata.index,
+    };
+    // Election jitter must differ between managers, so the seed is random here.
+    const core = createRaftCore(config, storage, new SeededRng(randomBytes(4).readUInt32LE(0)));
+    let node: RaftNode | undefined;
+    const transport = new GrpcTransport({
+      selfId: opts.id,
+      listenAddress: opts.listenAddress,
+      serverCredentials: opts.serverCredentials,
+      channelCredentials: opts.channelCredentials,
+      ...(opts.tlsServerName === undefined ? {} : { tlsServerName: opts.tlsServerName }),
+      peers: opts.peers,
+      handler: {
+        onMessage: (m) => node?.onPeerMessage(m),
+        onUnreachable: (peer) => node?.core.reportUnreachable(peer),
+        onSnapshotStatus: (peer, ok) => {
+          node?.core.reportSnapshot(peer, ok);
+          node?.kick();
+        },
+      },
+    });
+    node = new RaftNode(opts.id, opts, core, storage, transport, clock);
+    await transport.start();
+    node.scheduleTick();
+    node.kick();
+    log.info({ id: opts.id, port: transport.boundPort(), electionTicks }, 'raft node started');
+    return node;
+  }
+
+  /** The port the Raft transport listens on. */
+  port(): number {
+    return this.transport.boundPort();
+  }
+
+  addPeer(id: NodeId, address: string): void {
+    this.transport.addPeer(id, address);
+  }
+
+  private scheduleTick(): void {
+    this.cancelTick = this.clock.setTimer(this.opts.heartbeatMs, () => {
+      if (this.stopped) return;
+      this.core.tick();
+      this.kick();
+      this.scheduleTick();
+    });
+  }
+
+  private onPeerMessage(m: Parameters<RaftCore['step']>[0]): void {
+    if (this.stopped) return;
+    this.core.step(m);
+    this.kick();
+  }
+
+  /** Runs the Ready loop soon; many inputs in one turn share one Ready (group commit). */
+  private kick(): void {
+    if (this.kickScheduled || this.processing || this.stopped) return;
+    this.kickScheduled = true;
+    setImmediate(() => {
+      this.kickScheduled = false;
+      void this.processReadies();
+    });
+  }
+
+  private async processReadies(): Promise<void> {
+    if (this.processing || this.stopped) return;
+    this.processing = true;
+    try {
+      while (!this.stopped && this.core.hasReady()) {
+        const rd = this.core.ready();
+        await this.handleReady(rd);
+        this.core.advance();
+        await this.maybeSnapshot();
+      }
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.processing = false;
+    }
+    if (!this.stopped && this.core.hasReady()) this.kick();
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState !== undefined) log.info({ id: this.id, ...rd.softState }, 'raft role changed');
+    // Votes and acks in rd.messages promise durable state: persist first.
+    await this.storage.saveReady(rd);
+    if (this.stopped) return;
+    this.transport.send(rd.messages);
+    if (rd.snapshot !== undefined) {
+      this.opts.stateMachine.restore(rd.snapshot.data);
+      this.appliedIndex = rd.snapshot.metadata.index;
+      this.lastSnapshotIndex = rd.snapshot.metadata.index;
+    }
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (const rs of rd.readStates) {
+      const key = Buffer.from(rs.context).toString('hex');
+      const waiter = this.reads.get(key);
+      if (waiter === undefined) continue;
+      this.reads.delete(key);
+      this.readyReads.push({ index: rs.index, waiter });
+    }
+    this.releaseReads();
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.index <= this.appliedIndex) return;
+    this.appliedIndex = e.index;
+    if (e.type === 'confChange') {
+      const change = decodeConfChange(e.data);
+      if (change.type === 'removeNode') {
+        if (change.nodeId !== this.id) this.transport.removePeer(change.nodeId);
+      } else if (change.context !== undefined && change.context.byteLength > 0) {
+        this.transport.addPeer(change.nodeId, Buffer.from(change.context).toString('utf8'));
+      }
+      this.opts.stateMachine.onConfChange?.(change, e.index);
+      return;
+    }
+    const unwrapped = unwrap(e.data);
+    if (unwrapped === undefined) return;
+    this.opts.stateMachine.apply(e.index, unwrapped.payload);
+    const waiter = this.proposals.get(unwrapped.key);
+    if (waiter !== undefined) {
+      this.proposals.delete(unwrapped.key);
+      waiter.cancelTimer();
+      waiter.resolve(e.index);
+    }
+  }
+
+  private releaseReads(): void {
+    for (let i = this.readyReads.length - 1; i >= 0; i--) {
+      const r = this.readyReads[i]!;
+      if (r.index > this.appliedIndex) continue;
+      this.readyReads.splice(i, 1);
+      r.waiter.cancelTimer();
+      r.waiter.resolve(r.index);
+    }
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    if (this.appliedIndex - this.lastSnapshotIndex < this.opts.snapshotEveryEntries) return;
+    const index = this.appliedIndex;
+    const data = this.opts.stateMachine.snapshot();
+    await this.storage.createSnapshot(index, this.core.status().confState, data);
+    this.lastSnapshotIndex = index;
+  }
+
+  private waiter(map: Map<string, Waiter>, key: string, what: string): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const cancelTimer = this.clock.setTimer(this.opts.requestTimeoutMs, () => {
+        map.delete(key);
+        const idx = this.readyReads.findIndex((r) => r.waiter === w);
+        if (idx >= 0) this.readyReads.splice(idx, 1);
+        reject(
+          new MeshError(
+            'RAFT_TIMEOUT',
+            `raft ${what} had no outcome within ${this.opts.requestTimeoutMs} ms (it may still commit)`,
+          ),
+        );
+      });
+      const w: Waiter = { resolve, reject, cancelTimer };
+      map.set(key, w);
+    });
+  }
+
+  /** Resolves with the entry's index once it is committed and applied here. */
+  async propose(payload: Uint8Array): Promise<{ index: number }> {
+    this.checkRunning();
+    const { key, data } = this.tagger.wrap(payload);
+    const done = this.waiter(this.proposals, key, 'proposal');
+    try {
+      this.core.propose(data);
+    } catch (err) {
+      const w = this.proposals.get(key);
+      this.proposals.delete(key);
+      w?.cancelTimer();
+      w?.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    this.kick();
+    return { index: await done };
+  }
+
+  /** A barrier: resolves once this node has applied everything committed before the call. */
+  async linearizableRead(): Promise<{ index: number }> {
+    this.checkRunning();
+    const context = randomBytes(16);
+    const key = context.toString('hex');
+    const done = this.waiter(this.reads, key, 'read');
+    try {
+      this.core.readIndex(context);
+    } catch (err) {
+      const w = this.reads.get(key);
+      this.reads.delete(key);
+      w?.cancelTimer();
+      w?.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    this.kick();
+    return { index: await done };
+  }
+
+  proposeConfChange(change: ConfChange): void {
+    this.checkRunning();
+    this.core.proposeConfChange(change);
+    this.kick();
+  }
+
+  transferLeader(to: NodeId): void {
+    this.core.transferLeader(to);
+    this.kick();
+  }
+
+  campaign(): void {
+    this.core.campaign();
+    this.kick();
+  }
+
+  status(): RaftNodeStatus {
+    const s = this.core.status();
+    return {
+      id: this.id,
+      role: s.softState.role,
+      term: s.hardState.term,
+      lead: s.softState.lead,
+      commit: s.hardState.commit,
+      applied: this.appliedIndex,
+      lastIndex: this.storage.lastIndex(),
+      confState: s.confState,
+    };
+  }
+
+  /** Committed entries currently in the log (index, term, type, data), for checks and tools. */
+  committedEntries(): Entry[] {
+    const first = this.storage.firstIndex();
+    const commit = Math.min(this.core.status().hardState.commit, this.storage.lastIndex());
+    if (commit < first) return [];
+    return this.storage.entries(first, commit + 1, Number.MAX_SAFE_INTEGER);
+  }
+
+  private checkRunning(): void {
+    if (this.fatal !== undefined) throw this.fatal;
+    if (this.stopped) throw new NodeStoppedError(this.id);
+  }
+
+  private fail(err: unknown): void {
+    this.fatal = err instanceof Error ? err : new Error(String(err));
+    log.fatal({ id: this.id, err: errorMessage(err) }, 'raft node stopping after a storage failure');
+    void this.stop({ transferLeadership: false });
+  }
+
+  /**
+   * Stops the node. A leader first hands leadership to its most up-to-date
+   * follower (TimeoutNow), so the cluster does not wait an election timeout.
+   */
+  async stop(opts: { transferLeadership?: boolean } = {}): Promise<void> {
+    if (this.stopped) return;
+    if (opts.transferLeadership !== false && this.fatal === undefined) await this.handOffLeadership();
+    this.stopped = true;
+    this.cancelTick();
+    const err = this.fatal ?? new NodeStoppedError(this.id);
+    for (const map of [this.proposals, this.reads]) {
+      for (const w of map.values()) {
+        w.cancelTimer();
+        w.reject(err);
+      }
+      map.clear();
+    }
+    for (const r of this.readyReads.splice(0)) {
+      r.waiter.cancelTimer();
+      r.waiter.reject(err);
+    }
+    while (this.processing) await new Promise((r) => setTimeout(r, 1));
+    await this.transport.close();
+    await this.storage.close();
+  }
+
+  private async handOffLeadership(): Promise<void> {
+    const s = this.core.status();
+    if (s.softState.role !== 'leader' || s.progress === undefined) return;
+    let best: NodeId | undefined;
+    let bestMatch = -1;
+    for (const [id, pr] of Object.entries(s.progress)) {
+      if (id === this.id || pr.isLearner || !pr.recentActive) continue;
+      if (pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    if (best === undefined) return;
+    this.transferLeader(best);
+    const deadline = Date.now() + this.opts.electionMs;
+    while (Date.now() < deadline && this.core.status().softState.lead === this.id) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    log.info(
+      { id: this.id, to: best, lead: this.core.status().softState.lead },
+      'leadership handed off before stop',
+    );
+  }
+}
