@@ -1,0 +1,113 @@
+import type { Rng } from '../../../src/common/rng.js';
+import { MemoryStorage } from '../core/memory-storage.js';
+import { Raft } from '../core/raft.js';
+import type { ConfState, Entry, HardState, RaftConfig, RaftMessage, ReadState } from '../core/types.js';
+import { decodeKvCommand, KvStateMachine } from './kv.js';
+
+/** What a node reports while handling one Ready. */
+export interface ReadyHooks {
+  /** New entries written to the log, with the term of the entry before the first one. */
+  onAppend(node: SimNode, entries: Entry[]): void;
+  onApply(node: SimNode, entry: Entry): void;
+  onReadState(node: SimNode, readState: ReadState): void;
+}
+
+/**
+ * One simulated manager: a durable MemoryStorage (what survives a crash), a
+ * Raft core and the KV state machine (volatile). Writes that did not need a
+ * sync (a commit-index-only hard state) stay in `lazyHardState` and are lost
+ * on a crash; a torn crash keeps only a prefix of one Ready's entries.
+ */
+export class SimNode {
+  readonly id: string;
+  readonly storage: MemoryStorage;
+  raft: Raft | undefined;
+  sm = new KvStateMachine();
+  incarnation = 0;
+  /** Crash at the next Ready that writes entries, keeping a random prefix of them. */
+  tornCrashPending = false;
+  private lazyHardState: HardState | undefined;
+  private readonly snapshotEvery: number;
+  private appliedSinceSnapshot = 0;
+
+  constructor(id: string, confState: ConfState, snapshotEvery: number) {
+    this.id = id;
+    this.storage = new MemoryStorage(confState);
+    this.snapshotEvery = snapshotEvery;
+  }
+
+  get alive(): boolean {
+    return this.raft !== undefined;
+  }
+
+  start(config: RaftConfig, rng: Rng): void {
+    this.raft = new Raft({ ...config, applied: 0 }, this.storage, rng);
+    this.sm = KvStateMachine.restore(this.storage.snapshot().data);
+    this.incarnation++;
+    this.tornCrashPending = false;
+    this.appliedSinceSnapshot = 0;
+  }
+
+  crash(): void {
+    this.raft = undefined;
+    this.lazyHardState = undefined;
+  }
+
+  /** Handles every pending Ready; returns the messages to send (none if it crashed). */
+  handleReadies(rng: Rng, hooks: ReadyHooks): RaftMessage[] {
+    const out: RaftMessage[] = [];
+    for (let guard = 0; guard < 50 && this.raft?.hasReady(); guard++) {
+      const raft: Raft = this.raft;
+      const rd = raft.ready();
+      if (this.tornCrashPending && rd.entries.length > 0) {
+        // A torn write: the WAL's recovery keeps the records that were complete.
+        this.storage.append(rd.entries.slice(0, rng.int(rd.entries.length + 1)));
+        this.crash();
+        return [];
+      }
+      if (rd.snapshot !== undefined) {
+        this.storage.applySnapshot(rd.snapshot);
+        this.sm = KvStateMachine.restore(rd.snapshot.data);
+      }
+      if (rd.entries.length > 0) hooks.onAppend(this, rd.entries);
+      this.storage.append(rd.entries);
+      if (rd.mustSync) {
+        // An fsync makes every earlier write durable too.
+        const hs = rd.hardState ?? this.lazyHardState;
+        if (hs !== undefined) this.storage.setHardState(hs);
+        this.lazyHardState = undefined;
+      } else if (rd.hardState !== undefined) {
+        this.lazyHardState = rd.hardState;
+      }
+      out.push(...rd.messages);
+      for (const e of rd.committedEntries) {
+        hooks.onApply(this, e);
+        const command = e.type === 'normal' ? decodeKvCommand(e.data) : undefined;
+        if (command !== undefined) this.sm.apply(command);
+      }
+      raft.advance();
+      for (const rs of rd.readStates) hooks.onReadState(this, rs);
+      this.appliedSinceSnapshot += rd.committedEntries.length;
+      if (this.appliedSinceSnapshot >= this.snapshotEvery) this.takeSnapshot(raft);
+    }
+    return out;
+  }
+
+  /** Snapshots the state machine at the applied index and compacts, keeping a short tail. */
+  private takeSnapshot(raft: Raft): void {
+    this.appliedSinceSnapshot = 0;
+    const applied = raft.log.applied;
+    if (applied <= this.storage.snapshot().metadata.index || applied > this.storage.lastIndex()) return;
+    this.storage.createSnapshot(applied, raft.tracker.confState(), this.sm.snapshot());
+    const keep = 5;
+    if (applied - keep >= this.storage.firstIndex()) this.storage.compact(applied - keep);
+  }
+
+  /** Randomly flushes the lazy hard state (the background fsync of a later group commit). */
+  maybeFlush(rng: Rng): void {
+    if (this.lazyHardState !== undefined && rng.next() < 0.3) {
+      this.storage.setHardState(this.lazyHardState);
+      this.lazyHardState = undefined;
+    }
+  }
+}
