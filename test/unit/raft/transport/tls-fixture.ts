@@ -13,6 +13,8 @@ export interface TlsFixture {
   caPem: Buffer;
   certPem: Buffer;
   keyPem: Buffer;
+  /** Writes ca.pem, cert.pem and key.pem into `dir` (for child processes); returns their paths. */
+  writeTo(dir: string): { caFile: string; certFile: string; keyFile: string };
   serverCredentials(): ServerCredentials;
   channelCredentials(): ReturnType<typeof credentials.createSsl>;
 }
@@ -66,6 +68,17 @@ export function mintTlsFixture(): TlsFixture {
       caPem,
       certPem,
       keyPem,
+      writeTo(target: string) {
+        const files = {
+          caFile: join(target, 'ca.pem'),
+          certFile: join(target, 'cert.pem'),
+          keyFile: join(target, 'key.pem'),
+        };
+        writeFileSync(files.caFile, caPem);
+        writeFileSync(files.certFile, certPem);
+        writeFileSync(files.keyFile, keyPem, { mode: 0o600 });
+        return files;
+      },
       serverCredentials: () =>
         ServerCredentials.createSsl(caPem, [{ private_key: keyPem, cert_chain: certPem }], true),
       channelCredentials: () => credentials.createSsl(caPem, keyPem, certPem),
