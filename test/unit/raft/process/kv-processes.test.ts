@@ -136,7 +136,9 @@ describe('KV managers as separate processes', () => {
       assert.ok(load.acked.size > 50, `only ${load.acked.size} writes acknowledged`);
       const dumps = await converge(cluster);
       checkAgreement(dumps, load.acked);
-      t.diagnostic(`acknowledged ${load.acked.size} writes; leaders ${first} -> ${second}; commit ${[...dumps.values()][0]!.status.applied}`);
+      t.diagnostic(
+        `acknowledged ${load.acked.size} writes; leaders ${first} -> ${second}; commit ${[...dumps.values()][0]!.status.applied}`,
+      );
     });
   });
 
@@ -160,7 +162,9 @@ describe('KV managers as separate processes', () => {
       assert.ok(load.acked.size > 50, `only ${load.acked.size} writes acknowledged`);
       const dumps = await converge(cluster);
       checkAgreement(dumps, load.acked);
-      t.diagnostic(`acknowledged ${load.acked.size} writes; leaders ${first} -> ${second}; commit ${[...dumps.values()][0]!.status.applied}`);
+      t.diagnostic(
+        `acknowledged ${load.acked.size} writes; leaders ${first} -> ${second}; commit ${[...dumps.values()][0]!.status.applied}`,
+      );
     });
   });
 });
