@@ -1,12 +1,14 @@
-import { assertNever, ValidationError } from '../../../src/common/errors.js';
+import { assertNever } from '../../../src/common/errors.js';
 import type { Rng } from '../../../src/common/rng.js';
-import { decodeConfChange, encodeConfChange } from './conf-change.js';
+import { encodeConfChange } from './conf-change.js';
+import { validateConfig } from './config.js';
 import { RaftLog } from './log.js';
+import { checkConfChange } from './membership.js';
 import { entrySizeBytes } from './memory-storage.js';
-import { quorumSize } from './quorum.js';
 import { ReadOnlyQueue } from './read-only.js';
-import { bcastAppend, bcastHeartbeat, maybeSendAppend, type SnapshotAssembly } from './replication.js';
-import { stepCandidate, stepFollower, stepLeader } from './roles.js';
+import { ReadyTracker } from './ready.js';
+import { bcastHeartbeat, type SnapshotAssembly } from './replication.js';
+import { handleVoteRequest, stepCandidate, stepFollower, stepLeader } from './roles.js';
 import { ProgressTracker } from './tracker.js';
 import {
   type ConfChange,
@@ -54,12 +56,7 @@ export class Raft implements RaftCore {
   snapshotAssembly: SnapshotAssembly | undefined;
   messages: RaftMessage[] = [];
   readStates: ReadState[] = [];
-  private prevHardState: HardState;
-  private prevSoftState: SoftState;
-  private readyApplyingTo = 0;
-  private readyUnstable: { index: number; term: number } | undefined;
-  private readySnapshotIndex: number | undefined;
-  private readyConfEntries: Entry[] = [];
+  private readonly readyTracker: ReadyTracker;
 
   constructor(config: RaftConfig, storage: Storage, rng: Rng) {
     validateConfig(config);
@@ -73,9 +70,9 @@ export class Raft implements RaftCore {
     if (hardState.commit > 0) this.log.commitTo(Math.min(hardState.commit, this.log.lastIndex()));
     this.term = hardState.term;
     this.vote = hardState.vote;
-    this.prevHardState = this.hardState();
+    const initialHardState = this.hardState();
     this.becomeFollower(this.term, null);
-    this.prevSoftState = this.softState();
+    this.readyTracker = new ReadyTracker(initialHardState, this.softState());
   }
 
   hardState(): HardState {
@@ -308,7 +305,7 @@ export class Raft implements RaftCore {
     }
 
     if (m.type === 'preVote' || m.type === 'vote') {
-      this.handleVoteRequest(m);
+      handleVoteRequest(this, m);
       return;
     }
     switch (this.role) {
@@ -327,59 +324,13 @@ export class Raft implements RaftCore {
     }
   }
 
-  private handleVoteRequest(m: Extract<RaftMessage, { type: 'preVote' | 'vote' }>): void {
-    // §5.2 one vote per term; a pre-vote for a future term may be granted freely.
-    const canVote =
-      this.vote === m.from ||
-      (this.vote === null && this.lead === null) ||
-      (m.type === 'preVote' && m.term > this.term);
-    // §5.4.1 election restriction: only a candidate with an up-to-date log.
-    if (canVote && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm)) {
-      if (m.type === 'preVote') {
-        this.send({ type: 'preVoteResponse', from: this.id, to: m.from, term: m.term, reject: false });
-      } else {
-        this.electionElapsed = 0;
-        this.vote = m.from;
-        this.send({ type: 'voteResponse', from: this.id, to: m.from, term: m.term, reject: false });
-      }
-    } else if (m.type === 'preVote') {
-      this.send({ type: 'preVoteResponse', from: this.id, to: m.from, term: this.term, reject: true });
-    } else {
-      this.send({ type: 'voteResponse', from: this.id, to: m.from, term: this.term, reject: true });
-    }
-  }
-
   propose(data: Uint8Array): void {
     this.proposeEntry({ term: 0, index: 0, type: 'normal', data });
   }
 
   proposeConfChange(change: ConfChange): void {
-    this.checkConfChange(change);
+    checkConfChange(this, change);
     this.proposeEntry({ term: 0, index: 0, type: 'confChange', data: encodeConfChange(change) });
-  }
-
-  /** Refuses a change that would leave the new configuration without a reachable quorum. */
-  checkConfChange(change: ConfChange): void {
-    if (change.nodeId.length === 0)
-      throw new ValidationError('confChange.nodeId', 'raft conf change: nodeId must not be empty');
-    if (this.role !== 'leader') return;
-    const voters = this.tracker.votersAfter(change);
-    if (voters.size === 0) {
-      throw new ValidationError(
-        'confChange.nodeId',
-        `raft conf change: removing ${change.nodeId} would leave no voters`,
-      );
-    }
-    if (change.type === 'removeNode') {
-      let active = 0;
-      for (const id of voters) if (id === this.id || this.tracker.progress.get(id)?.recentActive) active++;
-      if (active < quorumSize(voters.size)) {
-        throw new ValidationError(
-          'confChange.nodeId',
-          `raft conf change: removing ${change.nodeId} would leave ${active} reachable of ${voters.size} voters, below quorum ${quorumSize(voters.size)}`,
-        );
-      }
-    }
   }
 
   private proposeEntry(entry: Entry): void {
@@ -430,92 +381,15 @@ export class Raft implements RaftCore {
   // ---- Ready / advance -------------------------------------------------------
 
   hasReady(): boolean {
-    const ss = this.softState();
-    if (ss.lead !== this.prevSoftState.lead || ss.role !== this.prevSoftState.role) return true;
-    if (!hardStateEqual(this.hardState(), this.prevHardState)) return true;
-    if (this.log.unstable.snapshot !== undefined || this.log.unstable.entries.length > 0) return true;
-    return this.messages.length > 0 || this.readStates.length > 0 || this.log.hasNextCommittedEntries();
+    return this.readyTracker.hasReady(this);
   }
 
   ready(): Ready {
-    const entries = this.log.unstable.entries.slice();
-    const snapshot = this.log.unstable.snapshot;
-    const committedEntries = this.log.nextCommittedEntries(this.config.maxCommittedSizePerReady);
-    const hs = this.hardState();
-    const ss = this.softState();
-    const rd: Ready = {
-      entries,
-      committedEntries,
-      messages: this.messages,
-      readStates: this.readStates,
-      mustSync:
-        entries.length > 0 ||
-        snapshot !== undefined ||
-        hs.term !== this.prevHardState.term ||
-        hs.vote !== this.prevHardState.vote,
-    };
-    if (ss.lead !== this.prevSoftState.lead || ss.role !== this.prevSoftState.role) rd.softState = ss;
-    if (!hardStateEqual(hs, this.prevHardState)) rd.hardState = hs;
-    if (snapshot !== undefined) rd.snapshot = snapshot;
-    this.prevHardState = hs;
-    this.prevSoftState = ss;
-    this.messages = [];
-    this.readStates = [];
-    const lastEntry = entries[entries.length - 1];
-    this.readyUnstable =
-      lastEntry === undefined ? undefined : { index: lastEntry.index, term: lastEntry.term };
-    this.readySnapshotIndex = snapshot?.metadata.index;
-    const lastCommitted = committedEntries[committedEntries.length - 1];
-    if (lastCommitted !== undefined) {
-      this.log.applying = lastCommitted.index;
-      this.readyApplyingTo = lastCommitted.index;
-      if (this.role === 'leader') {
-        let size = 0;
-        for (const e of committedEntries) if (e.data.byteLength > 0) size += entrySizeBytes(e);
-        this.uncommittedSize = Math.max(0, this.uncommittedSize - size);
-      }
-    }
-    this.readyConfEntries = committedEntries.filter((e) => e.type === 'confChange');
-    return rd;
+    return this.readyTracker.ready(this);
   }
 
   advance(): void {
-    if (this.readySnapshotIndex !== undefined) {
-      this.log.unstable.stableSnapTo(this.readySnapshotIndex);
-      this.log.appliedTo(this.readySnapshotIndex);
-      this.readySnapshotIndex = undefined;
-    }
-    if (this.readyUnstable !== undefined) {
-      this.log.unstable.stableTo(this.readyUnstable.index, this.readyUnstable.term);
-      this.readyUnstable = undefined;
-    }
-    if (this.readyApplyingTo > 0) {
-      this.log.appliedTo(this.readyApplyingTo);
-      this.readyApplyingTo = 0;
-    }
-    for (const e of this.readyConfEntries) this.applyConfChangeEntry(e);
-    this.readyConfEntries = [];
-  }
-
-  private applyConfChangeEntry(entry: Entry): void {
-    let change: ConfChange;
-    try {
-      change = decodeConfChange(entry.data);
-    } catch {
-      return; // Validated when proposed; an undecodable entry is a no-op on every member alike.
-    }
-    this.tracker.applyConfChange(change, this.log.lastIndex() + 1);
-    if (this.role !== 'leader') return;
-    if (!this.tracker.voters.has(this.id)) {
-      // A removed leader tells the others the commit index, then steps down.
-      bcastAppend(this);
-      this.becomeFollower(this.term, null);
-      return;
-    }
-    if (this.maybeCommit()) bcastAppend(this);
-    else for (const id of this.tracker.progress.keys()) if (id !== this.id) maybeSendAppend(this, id, false);
-    if (this.leadTransferee !== null && !this.tracker.voters.has(this.leadTransferee))
-      this.abortLeaderTransfer();
+    this.readyTracker.advance(this);
   }
 
   status(): RaftStatus {
@@ -532,32 +406,5 @@ export class Raft implements RaftCore {
       for (const [id, pr] of this.tracker.progress) status.progress[id] = pr.status();
     }
     return status;
-  }
-}
-
-function hardStateEqual(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
-}
-
-function validateConfig(config: RaftConfig): void {
-  const positive = (field: keyof RaftConfig, value: number) => {
-    if (!Number.isInteger(value) || value <= 0) {
-      throw new ValidationError(
-        `raft.${field}`,
-        `raft config: ${field} must be a positive integer, got ${value}`,
-      );
-    }
-  };
-  if (config.id.length === 0) throw new ValidationError('raft.id', 'raft config: id must not be empty');
-  positive('electionTicks', config.electionTicks);
-  positive('heartbeatTicks', config.heartbeatTicks);
-  positive('maxInflightMsgs', config.maxInflightMsgs);
-  positive('maxSizePerMsg', config.maxSizePerMsg);
-  positive('snapshotChunkBytes', config.snapshotChunkBytes);
-  if (config.heartbeatTicks >= config.electionTicks) {
-    throw new ValidationError(
-      'raft.heartbeatTicks',
-      `raft config: heartbeatTicks (${config.heartbeatTicks}) must be less than electionTicks (${config.electionTicks})`,
-    );
   }
 }

@@ -1,4 +1,5 @@
 import { decodeConfChange } from './conf-change.js';
+import { checkConfChange } from './membership.js';
 import { voteResult } from './quorum.js';
 import type { Raft } from './raft.js';
 import {
@@ -62,7 +63,7 @@ function leaderPropose(r: Raft, m: Msg<'propose'>, local: boolean): void {
       }
       if (!local) {
         try {
-          r.checkConfChange(decodeConfChange(e.data));
+          checkConfChange(r, decodeConfChange(e.data));
         } catch {
           return;
         }
@@ -247,5 +248,26 @@ export function stepFollower(r: Raft, m: RaftMessage): void {
       // Forwarded proposals, reads and transfers reaching a non-leader are dropped, not
       // re-forwarded: the sender retries, and nothing can bounce between followers.
       return;
+  }
+}
+
+/** §5.2 / §9.6: answers a vote or pre-vote request whose term check already passed. */
+export function handleVoteRequest(r: Raft, m: Msg<'preVote' | 'vote'>): void {
+  // §5.2 one vote per term; a pre-vote for a future term may be granted freely.
+  const canVote =
+    r.vote === m.from || (r.vote === null && r.lead === null) || (m.type === 'preVote' && m.term > r.term);
+  // §5.4.1 election restriction: only a candidate with an up-to-date log.
+  if (canVote && r.log.isUpToDate(m.lastLogIndex, m.lastLogTerm)) {
+    if (m.type === 'preVote') {
+      r.send({ type: 'preVoteResponse', from: r.id, to: m.from, term: m.term, reject: false });
+    } else {
+      r.electionElapsed = 0;
+      r.vote = m.from;
+      r.send({ type: 'voteResponse', from: r.id, to: m.from, term: m.term, reject: false });
+    }
+  } else if (m.type === 'preVote') {
+    r.send({ type: 'preVoteResponse', from: r.id, to: m.from, term: r.term, reject: true });
+  } else {
+    r.send({ type: 'voteResponse', from: r.id, to: m.from, term: r.term, reject: true });
   }
 }

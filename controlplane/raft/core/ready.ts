@@ -1,0 +1,94 @@
+import { applyConfChangeEntry } from './membership.js';
+import { entrySizeBytes } from './memory-storage.js';
+import type { Raft } from './raft.js';
+import type { Entry, HardState, Ready, SoftState } from './types.js';
+
+/**
+ * The Ready/advance handshake: what the caller has already seen (to report
+ * only changes) and what the last Ready handed out (acknowledged by advance).
+ */
+export class ReadyTracker {
+  private prevHardState: HardState;
+  private prevSoftState: SoftState;
+  private readyApplyingTo = 0;
+  private readyUnstable: { index: number; term: number } | undefined;
+  private readySnapshotIndex: number | undefined;
+  private readyConfEntries: Entry[] = [];
+
+  constructor(hardState: HardState, softState: SoftState) {
+    this.prevHardState = hardState;
+    this.prevSoftState = softState;
+  }
+
+  hasReady(r: Raft): boolean {
+    const ss = r.softState();
+    if (ss.lead !== this.prevSoftState.lead || ss.role !== this.prevSoftState.role) return true;
+    if (!hardStateEqual(r.hardState(), this.prevHardState)) return true;
+    if (r.log.unstable.snapshot !== undefined || r.log.unstable.entries.length > 0) return true;
+    return r.messages.length > 0 || r.readStates.length > 0 || r.log.hasNextCommittedEntries();
+  }
+
+  ready(r: Raft): Ready {
+    const entries = r.log.unstable.entries.slice();
+    const snapshot = r.log.unstable.snapshot;
+    const committedEntries = r.log.nextCommittedEntries(r.config.maxCommittedSizePerReady);
+    const hs = r.hardState();
+    const ss = r.softState();
+    const rd: Ready = {
+      entries,
+      committedEntries,
+      messages: r.messages,
+      readStates: r.readStates,
+      mustSync:
+        entries.length > 0 ||
+        snapshot !== undefined ||
+        hs.term !== this.prevHardState.term ||
+        hs.vote !== this.prevHardState.vote,
+    };
+    if (ss.lead !== this.prevSoftState.lead || ss.role !== this.prevSoftState.role) rd.softState = ss;
+    if (!hardStateEqual(hs, this.prevHardState)) rd.hardState = hs;
+    if (snapshot !== undefined) rd.snapshot = snapshot;
+    this.prevHardState = hs;
+    this.prevSoftState = ss;
+    r.messages = [];
+    r.readStates = [];
+    const lastEntry = entries[entries.length - 1];
+    this.readyUnstable =
+      lastEntry === undefined ? undefined : { index: lastEntry.index, term: lastEntry.term };
+    this.readySnapshotIndex = snapshot?.metadata.index;
+    const lastCommitted = committedEntries[committedEntries.length - 1];
+    if (lastCommitted !== undefined) {
+      r.log.applying = lastCommitted.index;
+      this.readyApplyingTo = lastCommitted.index;
+      if (r.role === 'leader') {
+        let size = 0;
+        for (const e of committedEntries) if (e.data.byteLength > 0) size += entrySizeBytes(e);
+        r.uncommittedSize = Math.max(0, r.uncommittedSize - size);
+      }
+    }
+    this.readyConfEntries = committedEntries.filter((e) => e.type === 'confChange');
+    return rd;
+  }
+
+  advance(r: Raft): void {
+    if (this.readySnapshotIndex !== undefined) {
+      r.log.unstable.stableSnapTo(this.readySnapshotIndex);
+      r.log.appliedTo(this.readySnapshotIndex);
+      this.readySnapshotIndex = undefined;
+    }
+    if (this.readyUnstable !== undefined) {
+      r.log.unstable.stableTo(this.readyUnstable.index, this.readyUnstable.term);
+      this.readyUnstable = undefined;
+    }
+    if (this.readyApplyingTo > 0) {
+      r.log.appliedTo(this.readyApplyingTo);
+      this.readyApplyingTo = 0;
+    }
+    for (const e of this.readyConfEntries) applyConfChangeEntry(r, e);
+    this.readyConfEntries = [];
+  }
+}
+
+export function hardStateEqual(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
