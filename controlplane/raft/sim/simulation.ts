@@ -26,7 +26,14 @@ export const DEFAULT_SIM_OPTIONS: SimOptions = {
 export interface SimResult {
   steps: number;
   violations: string[];
-  stats: { operations: number; completed: number; leaders: number; crashes: number; snapshotsSent: number };
+  stats: {
+    operations: number;
+    completed: number;
+    leaders: number;
+    crashes: number;
+    snapshotsSent: number;
+    confChanges: number;
+  };
 }
 
 interface PendingOp {
@@ -63,16 +70,17 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
   });
   const nodes = ids.map((id) => new SimNode(id, { voters: ids, learners: [] }, 30 + rng.int(30)));
   for (const n of nodes) n.start(config(n.id), rng.fork());
+  // Each seed picks its own weather: from a clean LAN to a lossy, slow, duplicating one.
   const network = new SimNetwork(rng.fork(), {
-    dropProbability: 0.05,
-    duplicateProbability: 0.03,
+    dropProbability: rng.next() * 0.15,
+    duplicateProbability: rng.next() * 0.1,
     minDelay: 1,
-    maxDelay: 25,
+    maxDelay: 5 + rng.int(56),
   });
   const checker = new SafetyChecker();
   const history: KvOperation[] = [];
   const pending = new Map<number, PendingOp>();
-  const stats = { operations: 0, completed: 0, leaders: 0, crashes: 0, snapshotsSent: 0 };
+  const stats = { operations: 0, completed: 0, leaders: 0, crashes: 0, snapshotsSent: 0, confChanges: 0 };
   let opSeq = 0;
   let finalWriteDone = false;
 
@@ -175,7 +183,9 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
     }
     serveReads();
     expireOps();
-    for (let client = 0; client < options.clients; client++) {
+    // Clients stop for the last second so followers can catch up before convergence is checked.
+    const clientsActive = now < endMs - 1000;
+    for (let client = 0; clientsActive && client < options.clients; client++) {
       if (!pending.has(client) && rng.next() < 0.05) startOp(client);
     }
     if (!faulty && !finalWriteDone) finalWriteDone = checkFinalWrite();
@@ -185,12 +195,15 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
 
   const violations = [...checker.violations];
   if (!finalWriteDone) violations.push('progress after heal: no write committed in the quiet phase');
-  const states = nodes.map((n) => JSON.stringify([...n.sm.values.entries()].sort()));
   const leader = nodes.find((n) => n.raft?.role === 'leader');
   if (leader === undefined) violations.push('progress after heal: no leader at the end');
   const leaderApplied = leader?.raft?.log.applied ?? 0;
-  if (nodes.every((n) => n.raft?.log.applied === leaderApplied) && new Set(states).size > 1) {
+  const caughtUp = nodes.filter((n) => n.raft?.log.applied === leaderApplied);
+  const caughtUpStates = new Set(caughtUp.map((n) => JSON.stringify([...n.sm.values.entries()].sort())));
+  if (caughtUpStates.size > 1)
     violations.push('convergence: nodes that applied the same index hold different states');
+  if (leader !== undefined && caughtUp.length < quorumOf(leader.raft!.tracker.voters.size)) {
+    violations.push(`convergence: only ${caughtUp.length} nodes caught up with the leader after heal`);
   }
   const lin = checkKvHistory(history);
   if (!lin.ok) violations.push(`linearizability: the history of key ${lin.failingKey} is not linearizable`);
@@ -218,8 +231,27 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
       back.start(config(back.id), rng.fork());
     }
     const leaderNode = nodes.find((n) => n.raft?.role === 'leader');
-    if (leaderNode !== undefined && rng.next() < 0.05)
-      leaderNode.raft!.transferLeader(ids[rng.int(ids.length)]!);
+    if (leaderNode === undefined) return;
+    const leaderRaft = leaderNode.raft!;
+    const membershipRoll = rng.next();
+    if (membershipRoll < 0.05) {
+      leaderRaft.transferLeader(ids[rng.int(ids.length)]!);
+    } else if (membershipRoll < 0.1) {
+      // Remove a voter (never below 3) or bring a removed one back; refusals are fine.
+      const voters = [...leaderRaft.tracker.voters];
+      const outside = ids.filter((id) => !leaderRaft.tracker.voters.has(id));
+      try {
+        if (outside.length > 0 && rng.next() < 0.6) {
+          leaderRaft.proposeConfChange({ type: 'addVoter', nodeId: outside[rng.int(outside.length)]! });
+          stats.confChanges++;
+        } else if (voters.length > 3) {
+          leaderRaft.proposeConfChange({ type: 'removeNode', nodeId: voters[rng.int(voters.length)]! });
+          stats.confChanges++;
+        }
+      } catch {
+        // Pending change, new leader, or no reachable quorum after removal.
+      }
+    }
   }
 
   function serveReads(): void {
@@ -247,4 +279,8 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
         op.returnTime < Number.POSITIVE_INFINITY,
     );
   }
+}
+
+function quorumOf(voters: number): number {
+  return Math.floor(voters / 2) + 1;
 }
