@@ -15,14 +15,13 @@ export class RaftLog {
   applied: number;
   applying: number;
 
-  constructor(storage: Storage, applied: number) {
+  constructor(storage: Storage) {
     this.storage = storage;
     const first = storage.firstIndex();
     this.unstable = new Unstable(storage.lastIndex() + 1);
     this.committed = first - 1;
     this.applied = first - 1;
     this.applying = first - 1;
-    if (applied > 0) this.applied = this.applying = applied;
   }
 
   firstIndex(): number {

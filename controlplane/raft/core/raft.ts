@@ -63,11 +63,15 @@ export class Raft implements RaftCore {
     this.id = config.id;
     this.config = config;
     this.rng = rng;
-    this.log = new RaftLog(storage, config.applied);
+    this.log = new RaftLog(storage);
     const { hardState, confState } = storage.initialState();
     this.tracker = new ProgressTracker(config.maxInflightMsgs, config.maxInflightBytes);
     this.tracker.setConfState(confState, this.log.lastIndex() + 1);
-    if (hardState.commit > 0) this.log.commitTo(Math.min(hardState.commit, this.log.lastIndex()));
+    // The commit index is written without fsync, so after a crash it may lag what the
+    // state machine already applied; applied entries were committed, so take the larger.
+    const commit = Math.min(Math.max(hardState.commit, config.applied), this.log.lastIndex());
+    this.log.commitTo(commit);
+    if (config.applied > this.log.applied) this.log.appliedTo(Math.min(config.applied, commit));
     this.term = hardState.term;
     this.vote = hardState.vote;
     const initialHardState = this.hardState();

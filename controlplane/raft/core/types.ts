@@ -301,7 +301,7 @@ export interface InitialState {
  */
 export interface Storage {
   initialState(): InitialState;
-  /** Entries in [lo, hi), at most maxBytes of entries but always at least one if any. */
+  /** Entries in [lo, hi), at most maxBytes of entries (0 = no limit) but always at least one if any. */
   entries(lo: number, hi: number, maxBytes: number): Entry[];
   /** Term of entry i, for i in [firstIndex()-1, lastIndex()]. */
   term(index: number): number;

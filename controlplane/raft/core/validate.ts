@@ -24,6 +24,10 @@ export function validateMessage(m: RaftMessage, self: string): string | undefine
   if (m.to !== self) return `to: message for ${JSON.stringify(m.to)} reached ${self}`;
   if (m.from === self) return 'from: message claims to come from this node';
   if (!isIndex(m.term)) return `term: must be a non-negative integer, got ${String(m.term)}`;
+  // Only forwarded requests are term-agnostic; anything else with term 0 would skip the term checks.
+  if (m.term === 0 && m.type !== 'propose' && m.type !== 'readIndex' && m.type !== 'transferLeader') {
+    return `term: a ${m.type} message needs a term`;
+  }
   switch (m.type) {
     case 'preVote':
     case 'vote':

@@ -258,6 +258,17 @@ describe('raft §5.3–5.4 log replication', () => {
         commit: 0,
       },
       { type: 'heartbeat', from: '1', to: '2', term: 1e300, commit: 0, context: new Uint8Array() },
+      { type: 'heartbeat', from: '3', to: '2', term: 0, commit: 99, context: new Uint8Array() },
+      {
+        type: 'append',
+        from: '1',
+        to: '2',
+        term: 1,
+        prevLogIndex: 0,
+        prevLogTerm: 0,
+        entries: [],
+        commit: 'x',
+      },
       {
         type: 'snapshot',
         from: '1',

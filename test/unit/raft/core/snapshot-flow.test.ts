@@ -120,6 +120,21 @@ describe('raft §7 snapshots and log compaction', () => {
   });
 });
 
+test('a restart whose applied index is ahead of the durable commit index does not re-apply entries', () => {
+  const c = new TestCluster(['1', '2', '3']);
+  c.elect('1');
+  for (let i = 0; i < 4; i++) c.raft('1').propose(bytes(`v${i}`));
+  settle(c);
+  const n2 = c.node('2');
+  const applied = n2.raft.log.applied;
+  // The commit index is not fsynced: simulate a crash that lost its last update.
+  n2.storage.setHardState({ ...n2.raft.hardState(), commit: 1 });
+  const raft = new Raft({ ...c.configFor('2'), applied }, n2.storage, new SeededRng(3));
+  assert.equal(raft.log.committed, applied);
+  assert.equal(raft.log.applied, applied);
+  assert.equal(raft.ready().committedEntries.length, 0);
+});
+
 describe('raft flow control', () => {
   test('replicate state pauses at maxInflightMsgs and resumes as acks arrive', () => {
     const c = new TestCluster(['1', '2', '3'], { config: { maxInflightMsgs: 2 } });
