@@ -118,7 +118,7 @@ async function main(): Promise<void> {
         return { value: sm.data.get(String(cmd['k'])) ?? null };
       }
       case 'status':
-        return { status: node.status(), rssBytes: process.memoryUsage().rss };
+        return { status: node.status(), rssBytes: process.memoryUsage().rss, cpuMicros: process.cpuUsage() };
       case 'dump': {
         const log = node
           .committedEntries()

@@ -95,6 +95,9 @@ export class RaftNode {
   private stopped = false;
   private cancelTick: () => void = () => undefined;
   private fatal: Error | undefined;
+  private lastLead: NodeId | null = null;
+  /** Last log index known durable on this node's disk. */
+  private persistedIndex: number;
 
   private constructor(
     readonly id: NodeId,
@@ -109,6 +112,7 @@ export class RaftNode {
   ) {
     this.appliedIndex = storage.snapshot().metadata.index;
     this.lastSnapshotIndex = this.appliedIndex;
+    this.persistedIndex = storage.lastIndex();
   }
 
   static async start(options: RaftNodeOptions): Promise<RaftNode> {
@@ -218,9 +222,24 @@ export class RaftNode {
   }
 
   private async handleReady(rd: Ready): Promise<void> {
-    if (rd.softState !== undefined) log.info({ id: this.id, ...rd.softState }, 'raft role changed');
+    if (rd.softState !== undefined) {
+      log.info({ id: this.id, ...rd.softState }, 'raft role changed');
+      if (rd.softState.lead !== this.lastLead) this.onLeaderChange(this.lastLead, rd.softState.lead);
+      this.lastLead = rd.softState.lead;
+    }
+    // Committed entries already durable here can be applied while the new
+    // entries are being written: commitment already means a durable quorum,
+    // and this saves one fdatasync of latency per commit on the leader.
+    let early = 0;
+    if (rd.snapshot === undefined) {
+      while (early < rd.committedEntries.length && rd.committedEntries[early]!.index <= this.persistedIndex) {
+        this.applyEntry(rd.committedEntries[early]!);
+        early += 1;
+      }
+    }
     // Votes and acks in rd.messages promise durable state: persist first.
     await this.storage.saveReady(rd);
+    this.persistedIndex = this.storage.lastIndex();
     if (this.stopped) return;
     this.transport.send(rd.messages);
     if (rd.snapshot !== undefined) {
@@ -228,7 +247,7 @@ export class RaftNode {
       this.appliedIndex = rd.snapshot.metadata.index;
       this.lastSnapshotIndex = rd.snapshot.metadata.index;
     }
-    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (let i = early; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]!);
     for (const rs of rd.readStates) {
       const key = Buffer.from(rs.context).toString('hex');
       const waiter = this.reads.get(key);
@@ -237,6 +256,26 @@ export class RaftNode {
       this.readyReads.push({ index: rs.index, waiter });
     }
     this.releaseReads();
+  }
+
+  /**
+   * Proposals and reads forwarded to a leader that is gone would otherwise
+   * wait for their timeout. Fail them at once as "outcome unknown" so
+   * clients retry against the new leader (failover time is what they see).
+   */
+  private onLeaderChange(from: NodeId | null, to: NodeId | null): void {
+    if (from === null) return;
+    const err = new MeshError(
+      'RAFT_LEADER_CHANGED',
+      `raft leader changed from ${from} to ${to ?? 'none'} while the request was pending; a proposal may still commit`,
+    );
+    for (const map of [this.proposals, this.reads]) {
+      for (const w of map.values()) {
+        w.cancelTimer();
+        w.reject(err);
+      }
+      map.clear();
+    }
   }
 
   private applyEntry(e: Entry): void {
@@ -362,6 +401,11 @@ export class RaftNode {
       lastIndex: this.storage.lastIndex(),
       confState: s.confState,
     };
+  }
+
+  /** WAL group-commit counters: fdatasync calls, their total time, bytes written. */
+  walCounters(): { syncs: number; syncMs: number; bytes: number } {
+    return this.storage.walCounters();
   }
 
   /** Committed entries currently in the log (index, term, type, data), for checks and tools. */

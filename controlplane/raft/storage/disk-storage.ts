@@ -155,7 +155,9 @@ export class DiskStorage implements Storage {
       this.hardState = { ...ready.hardState };
       this.mem.setHardState(ready.hardState);
     }
-    await this.wal.sync();
+    // Only a commit-index change (mustSync false) needs no fdatasync: the
+    // commit index is recoverable from the leader, so it rides with the next sync.
+    if (ready.mustSync || ready.snapshot !== undefined) await this.wal.sync();
     if (ready.snapshot !== undefined) this.releaseOld(ready.snapshot.metadata.index);
   }
 
@@ -182,11 +184,16 @@ export class DiskStorage implements Storage {
     if (removed > 0) log.debug({ removed, snapshotIndex }, 'released WAL segments');
   }
 
+  walCounters(): { syncs: number; syncMs: number; bytes: number } {
+    return { ...this.wal.counters };
+  }
+
   walSegmentCount(): number {
     return this.wal.segmentCount();
   }
 
   async close(): Promise<void> {
+    await this.wal.sync();
     await this.wal.close();
   }
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MeshError } from '../../../src/common/errors.js';
@@ -121,6 +121,8 @@ export class Wal {
   private lastSnapshot: SnapshotMark | undefined;
   private syncing: Promise<void> = Promise.resolve();
   private readonly segmentBytes: number;
+  /** Group-commit counters, for metrics and the benchmark. */
+  readonly counters = { syncs: 0, syncMs: 0, bytes: 0 };
 
   private constructor(
     readonly dir: string,
@@ -186,8 +188,14 @@ export class Wal {
     if (handle === undefined) throw new MeshError('WAL_CLOSED', `raft WAL in ${this.dir} is closed`);
     const batch = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
     this.pending = [];
-    await writeAll(handle, batch);
+    // The write lands in the page cache (microseconds) so it is done inline;
+    // only the fdatasync goes to the thread pool: one hop per group commit.
+    const t0 = performance.now();
+    writeAllSync(handle.fd, batch);
     await handle.datasync();
+    this.counters.syncs += 1;
+    this.counters.syncMs += performance.now() - t0;
+    this.counters.bytes += batch.length;
     this.segmentSize += batch.length;
     if (this.segmentSize >= this.segmentBytes) await this.startSegment();
   }
@@ -243,6 +251,11 @@ export class Wal {
     this.handle = undefined;
     if (handle !== undefined) await handle.close();
   }
+}
+
+function writeAllSync(fd: number, buf: Buffer): void {
+  let written = 0;
+  while (written < buf.length) written += writeSync(fd, buf, written, buf.length - written);
 }
 
 async function writeAll(handle: FileHandle, buf: Buffer): Promise<void> {
