@@ -118,7 +118,12 @@ async function main(): Promise<void> {
         return { value: sm.data.get(String(cmd['k'])) ?? null };
       }
       case 'status':
-        return { status: node.status(), rssBytes: process.memoryUsage().rss, cpuMicros: process.cpuUsage() };
+        return {
+          status: node.status(),
+          rssBytes: process.memoryUsage().rss,
+          cpuMicros: process.cpuUsage(),
+          wal: node.walCounters(),
+        };
       case 'dump': {
         const log = node
           .committedEntries()
