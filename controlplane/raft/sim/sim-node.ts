@@ -103,9 +103,9 @@ export class SimNode {
     if (applied - keep >= this.storage.firstIndex()) this.storage.compact(applied - keep);
   }
 
-  /** Randomly flushes the lazy hard state (the background fsync of a later group commit). */
+  /** Now and then flushes the lazy hard state (a background fsync, about every 100 ms). */
   maybeFlush(rng: Rng): void {
-    if (this.lazyHardState !== undefined && rng.next() < 0.3) {
+    if (this.lazyHardState !== undefined && rng.next() < 0.01) {
       this.storage.setHardState(this.lazyHardState);
       this.lazyHardState = undefined;
     }

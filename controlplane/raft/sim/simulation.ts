@@ -163,6 +163,16 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
       for (const n of nodes) if (!n.alive) n.start(config(n.id), rng.fork());
     }
     if (faulty && now % 100 === 0) injectFaults();
+    if (faulty && rng.next() < 0.004) {
+      // kill -9 and an immediate restart: whatever was not synced is gone.
+      const live = nodes.filter((n) => n.alive);
+      const victim = live[rng.int(Math.max(1, live.length))];
+      if (victim !== undefined) {
+        victim.crash();
+        victim.start(config(victim.id), rng.fork());
+        stats.crashes++;
+      }
+    }
     for (const e of network.due(now)) {
       const target = byId.get(e.to);
       const sender = byId.get(e.from);
