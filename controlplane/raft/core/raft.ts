@@ -110,9 +110,10 @@ export class Raft implements RaftCore {
     this.leadTransferee = null;
     this.tracker.resetVotes();
     const next = this.log.lastIndex() + 1;
+    const selfMatch = this.durableLastIndex();
     for (const [id, pr] of this.tracker.progress) {
       const isLearner = pr.isLearner;
-      pr.resetForTerm(next, id === this.id ? this.log.lastIndex() : 0, isLearner);
+      pr.resetForTerm(next, id === this.id ? selfMatch : 0, isLearner);
     }
     this.pendingConfIndex = 0;
     this.uncommittedSize = 0;
@@ -198,6 +199,12 @@ export class Raft implements RaftCore {
     }
   }
 
+  /** The last index our own replica counts for: with asyncLeaderAppend, only what is durable. */
+  durableLastIndex(): number {
+    if (!this.config.asyncLeaderAppend) return this.log.lastIndex();
+    return Math.min(this.log.lastIndex(), this.log.unstable.offset - 1);
+  }
+
   /** Appends entries as the leader; returns false when the uncommitted-size bound refuses them. */
   appendEntries(entries: Entry[]): boolean {
     let last = this.log.lastIndex();
@@ -209,8 +216,10 @@ export class Raft implements RaftCore {
     this.uncommittedSize += size;
     const stamped = entries.map((e) => ({ ...e, term: this.term, index: ++last }));
     this.log.append(stamped);
-    this.tracker.progress.get(this.id)?.maybeUpdate(this.log.lastIndex());
-    this.maybeCommit();
+    if (!this.config.asyncLeaderAppend) {
+      this.tracker.progress.get(this.id)?.maybeUpdate(this.log.lastIndex());
+      this.maybeCommit();
+    }
     return true;
   }
 

@@ -1,6 +1,7 @@
 import { applyConfChangeEntry } from './membership.js';
 import { entrySizeBytes } from './memory-storage.js';
 import type { Raft } from './raft.js';
+import { leaderCommitted } from './roles.js';
 import type { Entry, HardState, Ready, SoftState } from './types.js';
 
 /**
@@ -77,8 +78,13 @@ export class ReadyTracker {
       this.readySnapshotIndex = undefined;
     }
     if (this.readyUnstable !== undefined) {
-      r.log.unstable.stableTo(this.readyUnstable.index, this.readyUnstable.term);
+      const { index, term } = this.readyUnstable;
+      r.log.unstable.stableTo(index, term);
       this.readyUnstable = undefined;
+      // §10.2.1: the leader's own write is durable now, so its replica finally counts.
+      if (r.config.asyncLeaderAppend && r.role === 'leader' && r.log.term(index) === term) {
+        if (r.tracker.progress.get(r.id)?.maybeUpdate(index) && r.maybeCommit()) leaderCommitted(r);
+      }
     }
     if (this.readyApplyingTo > 0) {
       r.log.appliedTo(this.readyApplyingTo);

@@ -113,6 +113,12 @@ function sendReadIndex(r: Raft, from: NodeId, context: Uint8Array): void {
   bcastHeartbeat(r, context);
 }
 
+/** The leader's commit index moved: tell the followers and release reads waiting for this term. */
+export function leaderCommitted(r: Raft): void {
+  releasePendingReadIndex(r);
+  bcastAppend(r);
+}
+
 function releasePendingReadIndex(r: Raft): void {
   if (!r.committedEntryInCurrentTerm()) return;
   const pending = r.pendingReadIndex;
@@ -157,8 +163,7 @@ function leaderAppendResponse(r: Raft, m: Msg<'appendResponse'>): void {
     pr.becomeReplicate();
   } else if (pr.state === 'replicate') pr.inflights.freeLE(m.index);
   if (r.maybeCommit()) {
-    releasePendingReadIndex(r);
-    bcastAppend(r);
+    leaderCommitted(r);
   } else if (oldPaused) {
     maybeSendAppend(r, m.from, false);
   }

@@ -264,6 +264,14 @@ export interface RaftConfig {
   readOnlyOption: ReadOnlyOption;
   /** When true, followers drop proposals instead of forwarding them to the leader. */
   disableProposalForwarding: boolean;
+  /**
+   * Raft thesis §10.2.1: the leader writes its log in parallel with replication.
+   * When true the leader counts its own entries toward commit only at advance()
+   * (after the caller persisted that Ready), so the caller may send the Ready's
+   * `append` messages before persisting; every other message still waits for
+   * the write. Default false.
+   */
+  asyncLeaderAppend?: boolean;
 }
 
 export const DEFAULT_RAFT_CONFIG: Omit<RaftConfig, 'id'> = {
@@ -280,6 +288,7 @@ export const DEFAULT_RAFT_CONFIG: Omit<RaftConfig, 'id'> = {
   maxCommittedSizePerReady: 0,
   readOnlyOption: 'safe',
   disableProposalForwarding: false,
+  asyncLeaderAppend: false,
 };
 
 /** What the core reads from storage at start. */

@@ -60,10 +60,12 @@ export class SimNode {
       const raft: Raft = this.raft;
       const rd = raft.ready();
       if (this.tornCrashPending && rd.entries.length > 0) {
-        // A torn write: the WAL's recovery keeps the records that were complete.
+        // A torn write: the WAL's recovery keeps the records that were complete. With
+        // asyncLeaderAppend the appends may already be on the wire when the disk fails.
+        const early = raft.config.asyncLeaderAppend ? rd.messages.filter((m) => m.type === 'append') : [];
         this.storage.append(rd.entries.slice(0, rng.int(rd.entries.length + 1)));
         this.crash();
-        return [];
+        return early;
       }
       if (rd.snapshot !== undefined) {
         this.storage.applySnapshot(rd.snapshot);

@@ -59,6 +59,7 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
   const rng = new SeededRng(seed);
   const size = rng.next() < 0.6 ? 3 : 5;
   const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  const asyncLeaderAppend = rng.next() < 0.5;
   const config = (id: string): RaftConfig => ({
     ...DEFAULT_RAFT_CONFIG,
     id,
@@ -67,6 +68,7 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
     maxSizePerMsg: 4096,
     maxInflightMsgs: 8,
     snapshotChunkBytes: 256,
+    asyncLeaderAppend,
   });
   const nodes = ids.map((id) => new SimNode(id, { voters: ids, learners: [] }, 30 + rng.int(30)));
   for (const n of nodes) n.start(config(n.id), rng.fork());
