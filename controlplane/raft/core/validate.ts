@@ -6,6 +6,17 @@ function isIndex(v: unknown): boolean {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
+function isEntryShape(v: unknown): boolean {
+  return typeof v === 'object' && v !== null;
+}
+
+function isIdList(v: unknown): boolean {
+  return (
+    Array.isArray(v) &&
+    v.every((id) => typeof id === 'string' && id.length > 0 && id.length <= MAX_NODE_ID_LENGTH)
+  );
+}
+
 function isBytes(v: unknown): boolean {
   return v instanceof Uint8Array;
 }
@@ -41,6 +52,7 @@ export function validateMessage(m: RaftMessage, self: string): string | undefine
       if (!Array.isArray(m.entries)) return 'entries: must be an array';
       let expected = m.prevLogIndex + 1;
       for (const e of m.entries) {
+        if (!isEntryShape(e)) return 'entries: each entry must be an object';
         if (e.index !== expected++ || !isIndex(e.term) || e.term > m.term || !isBytes(e.data)) {
           return `entries: entry ${String(e.index)} is out of sequence or malformed`;
         }
@@ -65,9 +77,8 @@ export function validateMessage(m: RaftMessage, self: string): string | undefine
       if (typeof md !== 'object' || md === null || !isIndex(md.index) || !isIndex(md.term)) {
         return 'metadata: malformed';
       }
-      if (!Array.isArray(md.confState?.voters) || !Array.isArray(md.confState?.learners)) {
-        return 'metadata.confState: malformed';
-      }
+      const conf = md.confState as { voters?: unknown; learners?: unknown } | undefined;
+      if (!isIdList(conf?.voters) || !isIdList(conf?.learners)) return 'metadata.confState: malformed';
       if (!isIndex(m.offset) || !isIndex(m.totalBytes) || !isBytes(m.data))
         return 'offset/totalBytes/data: malformed';
       return undefined;
@@ -75,7 +86,7 @@ export function validateMessage(m: RaftMessage, self: string): string | undefine
     case 'propose':
       if (!Array.isArray(m.entries)) return 'entries: must be an array';
       for (const e of m.entries) {
-        if (!isBytes(e.data) || (e.type !== 'normal' && e.type !== 'confChange'))
+        if (!isEntryShape(e) || !isBytes(e.data) || (e.type !== 'normal' && e.type !== 'confChange'))
           return 'entries: malformed entry';
       }
       return undefined;

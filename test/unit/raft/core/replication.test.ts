@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { RAFT_MESSAGE_TYPES } from '../../../../controlplane/raft/core/types.js';
 import { bytes, clusterWithLogs, logTerms, noPreVote, ofType, TestCluster } from './helpers.js';
 
 describe('raft §5.3–5.4 log replication', () => {
@@ -264,6 +266,28 @@ describe('raft §5.3–5.4 log replication', () => {
         from: '1',
         to: '2',
         term: 1,
+        prevLogIndex: 1,
+        prevLogTerm: 1,
+        entries: [null],
+        commit: 0,
+      },
+      { type: 'propose', from: '3', to: '2', term: 0, entries: [null] },
+      {
+        type: 'snapshot',
+        from: '1',
+        to: '2',
+        term: 1,
+        metadata: { index: 9, term: 1, confState: { voters: [7], learners: [] } },
+        offset: 0,
+        totalBytes: 0,
+        data: new Uint8Array(),
+        done: true,
+      },
+      {
+        type: 'append',
+        from: '1',
+        to: '2',
+        term: 1,
         prevLogIndex: 0,
         prevLogTerm: 0,
         entries: [],
@@ -283,5 +307,46 @@ describe('raft §5.3–5.4 log replication', () => {
     ];
     for (const m of junk) r.step(m as never);
     assert.deepEqual({ term: r.term, commit: r.log.committed, last: r.log.lastIndex() }, before);
+  });
+
+  test('random malformed peer messages never throw and never move the term backwards (property)', () => {
+    const c = new TestCluster(['1', '2', '3']);
+    c.elect('1');
+    const r = c.raft('2');
+    const field = fc.oneof(fc.anything(), fc.nat(5), fc.constant(new Uint8Array(3)), fc.constant([]));
+    const message = fc.record({
+      type: fc.constantFrom(...RAFT_MESSAGE_TYPES),
+      from: fc.constantFrom('1', '3', '', '2'),
+      to: fc.constantFrom('2', '1'),
+      term: fc.oneof(fc.nat(4), fc.double(), fc.constant(-1)),
+      prevLogIndex: field,
+      prevLogTerm: field,
+      entries: fc.oneof(field, fc.array(fc.anything(), { maxLength: 3 })),
+      commit: field,
+      index: field,
+      context: field,
+      metadata: field,
+      data: field,
+      offset: field,
+      totalBytes: field,
+      lastLogIndex: field,
+      lastLogTerm: field,
+      reject: fc.boolean(),
+      rejectHint: field,
+      logTerm: field,
+      target: field,
+      transfer: fc.boolean(),
+      done: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(fc.array(message, { maxLength: 20 }), (messages) => {
+        const term = r.term;
+        for (const m of messages) r.step(m as never);
+        c.process('2');
+        c.inFlight = [];
+        return r.term >= term;
+      }),
+      { seed: 7, numRuns: 300 },
+    );
   });
 });
