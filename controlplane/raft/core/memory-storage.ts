@@ -128,7 +128,9 @@ export class MemoryStorage implements Storage {
     if (ents.length === 0) return;
     const at = ents[0]!.index - this.offset();
     if (at > this.ents.length) throw new LogUnavailableError(ents[0]!.index, this.lastIndex());
-    this.ents = [...this.ents.slice(0, at), ...ents];
+    // In place: copying the whole log per append would make a long log quadratic.
+    this.ents.length = at;
+    for (const e of ents) this.ents.push(e);
   }
 }
 

@@ -8,8 +8,10 @@ export function quorumSize(voterCount: number): number {
 
 /** The largest index replicated on a majority of voters (0 with no voters). */
 export function majorityCommittedIndex(voters: Iterable<string>, matchOf: (id: string) => number): number {
-  const matches = [...voters].map(matchOf).sort((a, b) => b - a);
+  const matches: number[] = [];
+  for (const id of voters) matches.push(matchOf(id));
   if (matches.length === 0) return 0;
+  matches.sort((a, b) => b - a);
   return matches[quorumSize(matches.length) - 1]!;
 }
 
