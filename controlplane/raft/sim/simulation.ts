@@ -162,7 +162,11 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
       // Heal everything: the cluster must now make progress.
       network.heal();
       network.faults = { dropProbability: 0, duplicateProbability: 0, minDelay: 1, maxDelay: 5 };
-      for (const n of nodes) if (!n.alive) n.start(config(n.id), rng.fork());
+      for (const n of nodes) {
+        // A torn crash armed during the faults must not strike after the heal.
+        n.tornCrashPending = false;
+        if (!n.alive) n.start(config(n.id), rng.fork());
+      }
     }
     if (faulty && now % 100 === 0) injectFaults();
     if (faulty && rng.next() < 0.004) {
