@@ -126,7 +126,7 @@ export class KvProcessCluster {
   }
 
   private note(child: Child, line: string): void {
-    child.diagnostics.push(line.slice(0, 300));
+    child.diagnostics.push(line.slice(0, 2000));
     if (child.diagnostics.length > 20) child.diagnostics.shift();
   }
 

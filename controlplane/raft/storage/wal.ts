@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync, writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MeshError } from '../../../src/common/errors.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
 import { fsyncDir, hex16 } from './fsutil.js';
@@ -69,8 +69,11 @@ export class WalCorruptError extends MeshError {
       'WAL_CORRUPT',
       `raft WAL is corrupt: ${reason} in ${join(dir, file)} at byte offset ${offset}; records after it ` +
         `are present, so this is not a torn write and the node refuses to start rather than lose ` +
-        `acknowledged entries. Prefer rebuilding this manager from the others (remove its data ` +
-        `directory and rejoin). To keep only what precedes the damage, run: ${walRepairCommand(dir, file, offset)}`,
+        `acknowledged entries. If other managers are healthy, remove this manager's data directory and ` +
+        `rejoin it as a new member. If this is the last copy of the cluster's data, run: ` +
+        `${walRepairCommand(dir, file, offset)} (keeps what precedes the damage) and then ` +
+        `npx tsx controlplane/raft/storage/cli.ts force-new-cluster --data-dir ${dirname(dir)} --node-id <this manager's id> ` +
+        `(a member that lost acknowledged entries must not rejoin its old cluster as-is)`,
       { details: { file: join(dir, file), offset, reason } },
     );
     this.name = 'WalCorruptError';

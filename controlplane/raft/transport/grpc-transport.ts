@@ -85,7 +85,6 @@ interface Queued {
   wire: WireMessage;
   bytes: number;
   snapshotDone: boolean;
-  isSnapshot: boolean;
 }
 
 class PeerSender {
@@ -109,16 +108,20 @@ class PeerSender {
     if (this.closed) return;
     const bytes = approxBytes(m);
     const now = Date.now();
+    // Snapshot chunks are views into the one snapshot already held in memory,
+    // so they bypass the queue caps: a cap here would be a snapshot size cap
+    // (swarmkit#2374). The core sends at most one snapshot per peer at a time.
+    const isChunk = m.type === 'snapshot';
     const full =
-      this.queue.length >= this.owner.opts.maxQueuedMessages ||
-      this.queuedBytes + bytes > this.owner.opts.maxQueuedBytes;
+      !isChunk &&
+      (this.queue.length >= this.owner.opts.maxQueuedMessages ||
+        this.queuedBytes + bytes > this.owner.opts.maxQueuedBytes);
     if (now < this.failedUntilMs || full) {
       this.drop(m);
       return;
     }
-    const isSnapshot = m.type === 'snapshot';
-    if (isSnapshot) this.snapshotInFlight = true;
-    this.queue.push({ wire: toWire(m), bytes, isSnapshot, snapshotDone: isSnapshot && m.done });
+    if (isChunk) this.snapshotInFlight = true;
+    this.queue.push({ wire: toWire(m), bytes, snapshotDone: isChunk && m.done });
     this.queuedBytes += bytes;
     this.schedulePump();
   }

@@ -163,6 +163,25 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
     }
   });
 
+  it('a snapshot larger than 4 MB streams to a lagging follower in chunks', async () => {
+    const h = new Harness({ snapshotEveryEntries: 8, keepEntriesAfterSnapshot: 1 });
+    try {
+      await h.startAll();
+      const leader = await h.leader();
+      const lagging = [...h.members.keys()].find((id) => h.members.get(id) !== leader)!;
+      await h.stop(lagging);
+      const big = 'y'.repeat(512 * 1024);
+      for (let i = 0; i < 12; i++) await leader.node.propose(kvPut(`big${i}`, `${i}:${big}`));
+      assert.ok(leader.sm.snapshot().byteLength > 6 * 1024 * 1024);
+      const restarted = await h.start(lagging);
+      await eventually('6 MB of state arrived', () => restarted.sm.data.size === 12, 15_000);
+      assert.equal(restarted.sm.data.get('big11'), `11:${big}`);
+      assert.ok(restarted.sm.appliedCount < 12, 'state arrived by snapshot, not by replaying entries');
+    } finally {
+      await h.stopAll();
+    }
+  });
+
   it('a leader stopping gracefully hands leadership to a follower before it leaves', async () => {
     const h = new Harness();
     try {

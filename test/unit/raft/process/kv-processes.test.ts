@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { KvProcessCluster } from '../../../../controlplane/raft/driver/kv-cluster.js';
 import { mintTlsFixture } from '../transport/tls-fixture.js';
 
@@ -165,6 +167,45 @@ describe('KV managers as separate processes', () => {
       t.diagnostic(
         `acknowledged ${load.acked.size} writes; leaders ${first} -> ${second}; commit ${[...dumps.values()][0]!.status.applied}`,
       );
+    });
+  });
+
+  it('a corrupt WAL stops the manager with an error naming file, offset and recovery commands, and those commands recover it', async () => {
+    await withCluster(['m1', 'm2', 'm3'], async (cluster) => {
+      const leader = await cluster.leader();
+      for (let i = 0; i < 30; i++)
+        assert.ok((await cluster.request(leader, { op: 'put', k: `c${i}`, v: 'v' })).ok);
+      const victim = cluster.running().find((id) => id !== leader)!;
+      await cluster.shutdown();
+      const walDir = join(cluster.opts.root, victim, 'wal');
+      const segment = readdirSync(walDir)
+        .filter((f) => f.endsWith('.wal'))
+        .map((f) => ({ f, size: statSync(join(walDir, f)).size }))
+        .sort((a, b) => b.size - a.size)[0]!;
+      const bytes = readFileSync(join(walDir, segment.f));
+      bytes[Math.floor(bytes.length / 2)]! ^= 0x40;
+      writeFileSync(join(walDir, segment.f), bytes);
+      const err = await cluster.startNode(victim).then(
+        () => new Error('started on a corrupt WAL'),
+        (e: Error) => e,
+      );
+      assert.match(err.message, /WAL is corrupt/);
+      assert.ok(err.message.includes(join(walDir, segment.f)), err.message);
+      assert.match(err.message, /byte offset \d+/);
+      // The last-copy recovery path the message spells out: cut the log, then force a new cluster.
+      const repair = /run: npx tsx (\S+) (repair --wal-dir \S+ --truncate-at \S+)/.exec(err.message);
+      const force = /npx tsx (\S+) (force-new-cluster --data-dir \S+) --node-id/.exec(err.message);
+      assert.ok(repair !== null && force !== null, err.message);
+      const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
+      const cli = (args: string[]) =>
+        execFileSync(process.execPath, ['--import', 'tsx', ...args], { cwd: repoRoot });
+      cli([repair[1]!, ...repair[2]!.split(' ')]);
+      cli([force[1]!, ...force[2]!.split(' '), '--node-id', victim]);
+      await cluster.startNode(victim);
+      assert.equal(await cluster.leader(), victim, 'the survivor leads its new single-member cluster');
+      assert.ok((await cluster.request(victim, { op: 'put', k: 'after', v: 'repair' })).ok);
+      const r = await cluster.request(victim, { op: 'get', k: 'c0' });
+      assert.equal(r['value'], 'v', JSON.stringify(r));
     });
   });
 });
