@@ -10,7 +10,7 @@ import {
 import {
   RaftServiceClient,
   RaftServiceService,
-  type RaftServiceStreamRequest,
+  RaftServiceStreamRequest,
   type RaftServiceStreamResponse,
   type RaftMessage as WireMessage,
 } from '../../../src/api/gen/meshd/v1/raft.js';
@@ -64,6 +64,26 @@ const MAX_BATCH_MESSAGES = 512;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 const log = subsystemLogger('raft-transport');
+
+type DecodedRequest = RaftServiceStreamRequest & { decodeError?: string };
+
+/**
+ * The generated service, except that bytes which are not a protobuf
+ * message reach the handler as a decodeError (so the stream is refused with
+ * a logged reason) instead of failing inside grpc-js without a word.
+ */
+const TOLERANT_SERVICE = {
+  stream: {
+    ...RaftServiceService.stream,
+    requestDeserialize: (value: Buffer): DecodedRequest => {
+      try {
+        return RaftServiceStreamRequest.decode(value);
+      } catch (err) {
+        return { messages: [], decodeError: errorMessage(err) };
+      }
+    },
+  },
+};
 
 /** A rough size for queue accounting: payload bytes plus a fixed overhead. */
 function approxBytes(m: RaftMessage): number {
@@ -237,7 +257,7 @@ export class GrpcTransport {
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
     });
-    this.server.addService(RaftServiceService, {
+    this.server.addService(TOLERANT_SERVICE, {
       stream: (
         call: ServerReadableStream<RaftServiceStreamRequest, RaftServiceStreamResponse>,
         cb: sendUnaryData<RaftServiceStreamResponse>,
@@ -327,8 +347,12 @@ export class GrpcTransport {
       log.warn({ peer: streamFrom ?? call.getPeer(), reason }, 'dropping raft peer stream');
       cb({ code, details: reason ?? 'rejected' });
     };
-    call.on('data', (req: RaftServiceStreamRequest) => {
+    call.on('data', (req: DecodedRequest) => {
       if (finished) return;
+      if (req.decodeError !== undefined) {
+        finish(status.INVALID_ARGUMENT, `undecodable raft request: ${req.decodeError}`);
+        return;
+      }
       for (const w of req.messages) {
         let m: RaftMessage;
         try {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { makeGenericClientConstructor } from '@grpc/grpc-js';
 import type { RaftMessage } from '../../../../controlplane/raft/core/types.js';
 import {
   GrpcTransport,
@@ -10,6 +11,7 @@ import { fromWire, toWire } from '../../../../controlplane/raft/transport/wire.j
 import {
   type RaftMessageType,
   RaftServiceClient,
+  RaftServiceService,
   RaftMessage as WireMessage,
 } from '../../../../src/api/gen/meshd/v1/raft.js';
 import { mintTlsFixture, type TlsFixture } from './tls-fixture.js';
@@ -175,6 +177,39 @@ describe('GrpcTransport over mutual TLS', () => {
     a.t.addPeer('b', b.address);
     a.t.send([{ ...base, type: 'timeoutNow' }]);
     await waitFor('a good message after a bad stream', () => rb.messages.length === 1);
+  });
+
+  it('survives bytes that are not a protobuf message and keeps serving', async () => {
+    const rb = recorder();
+    const b = await node('b', rb);
+    const Garbage = makeGenericClientConstructor(
+      {
+        stream: {
+          ...RaftServiceService.stream,
+          requestSerialize: (v: Buffer) => v,
+        },
+      },
+      'meshd.v1.RaftService',
+    );
+    const client = new Garbage(b.address, tls.channelCredentials()) as unknown as {
+      stream(cb: (err: { code: number } | null) => void): { write(b: Buffer): void; end(): void };
+      close(): void;
+    };
+    const outcome = await new Promise<string>((resolve) => {
+      const call = client.stream((err) =>
+        resolve(err === null ? 'ok' : String((err as { details?: string }).details)),
+      );
+      call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
+      call.end();
+    });
+    client.close();
+    assert.match(outcome, /undecodable raft request/);
+    assert.equal(rb.messages.length, 0);
+    const ra = recorder();
+    const a = await node('a', ra);
+    a.t.addPeer('b', b.address);
+    a.t.send([{ ...base, type: 'timeoutNow' }]);
+    await waitFor('a good message after garbage', () => rb.messages.length === 1);
   });
 
   it('refuses messages addressed to another node and messages from a removed member', async () => {
