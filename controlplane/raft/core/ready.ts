@@ -53,10 +53,11 @@ export class ReadyTracker {
     this.prevSoftState = ss;
     r.messages = [];
     r.readStates = [];
+    // A caller that calls ready() twice before advance() acknowledges both at once:
+    // keep the latest unstable tail and snapshot, and every conf change handed out.
     const lastEntry = entries[entries.length - 1];
-    this.readyUnstable =
-      lastEntry === undefined ? undefined : { index: lastEntry.index, term: lastEntry.term };
-    this.readySnapshotIndex = snapshot?.metadata.index;
+    if (lastEntry !== undefined) this.readyUnstable = { index: lastEntry.index, term: lastEntry.term };
+    if (snapshot !== undefined) this.readySnapshotIndex = snapshot.metadata.index;
     const lastCommitted = committedEntries[committedEntries.length - 1];
     if (lastCommitted !== undefined) {
       r.log.applying = lastCommitted.index;
@@ -67,7 +68,7 @@ export class ReadyTracker {
         r.uncommittedSize = Math.max(0, r.uncommittedSize - size);
       }
     }
-    this.readyConfEntries = committedEntries.filter((e) => e.type === 'confChange');
+    for (const e of committedEntries) if (e.type === 'confChange') this.readyConfEntries.push(e);
     return rd;
   }
 

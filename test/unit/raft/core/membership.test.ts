@@ -145,4 +145,52 @@ describe('raft §4 membership changes', () => {
     settle(c);
     for (const id of c.ids()) assert.deepEqual(c.raft(id).tracker.confState().learners, ['9']);
   });
+
+  test('a removed node that never learned of its removal does not disrupt the cluster (§4.2.3)', () => {
+    const c = new TestCluster(['1', '2', '3']);
+    c.elect('1');
+    settle(c);
+    c.isolate('3');
+    c.raft('1').proposeConfChange({ type: 'removeNode', nodeId: '3' });
+    settle(c);
+    assert.deepEqual(c.raft('1').tracker.confState().voters, ['1', '2']);
+    const term = c.raft('1').term;
+    c.heal();
+    c.cut.add('1->3'); // 3 hears nothing from the leader, so it keeps campaigning
+    c.tickAll(60);
+    assert.equal(c.leader(), '1');
+    assert.equal(c.raft('1').term, term);
+    assert.equal(c.raft('2').term, term);
+  });
+
+  test('a conf change handed out by one of two ready() calls before advance() still takes effect', () => {
+    const c = new TestCluster(['1', '2', '3']);
+    c.elect('1');
+    settle(c);
+    const r = c.raft('1');
+    r.proposeConfChange({ type: 'addLearner', nodeId: '7' });
+    c.process('1');
+    c.deliver();
+    c.process('2');
+    c.process('3');
+    c.deliver();
+    c.process('1');
+    c.drop(() => true);
+    assert.equal(r.log.committed, r.log.lastIndex());
+    // Node 2 learns the commit through a heartbeat, then its caller calls ready() twice.
+    const f = c.raft('2');
+    f.step({
+      type: 'heartbeat',
+      from: '1',
+      to: '2',
+      term: r.term,
+      commit: r.log.committed,
+      context: new Uint8Array(),
+    });
+    const first = f.ready();
+    assert.equal(first.committedEntries.filter((e) => e.type === 'confChange').length, 1);
+    f.ready();
+    f.advance();
+    assert.deepEqual(f.tracker.confState().learners, ['7']);
+  });
 });
