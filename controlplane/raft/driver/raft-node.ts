@@ -13,6 +13,7 @@ import {
   type NodeId,
   type RaftConfig,
   type RaftCore,
+  type RaftMessage,
   type RaftRole,
   type Ready,
 } from '../core/types.js';
@@ -76,6 +77,8 @@ interface Waiter {
 }
 
 const log = subsystemLogger('raft-node');
+/** Bound on held-back acks; dropping one only delays a commit (the follower re-acks). */
+const MAX_HELD_ACKS = 16_384;
 
 export class NodeStoppedError extends MeshError {
   constructor(id: NodeId) {
@@ -96,6 +99,9 @@ export class RaftNode {
   private cancelTick: () => void = () => undefined;
   private fatal: Error | undefined;
   private lastLead: NodeId | null = null;
+  private role: RaftRole = 'follower';
+  /** Followers' acks beyond this node's durable index, stepped once it catches up. */
+  private heldAcks: RaftMessage[] = [];
   /** Last log index known durable on this node's disk. */
   private persistedIndex: number;
 
@@ -187,10 +193,27 @@ export class RaftNode {
     });
   }
 
-  private onPeerMessage(m: Parameters<RaftCore['step']>[0]): void {
+  private onPeerMessage(m: RaftMessage): void {
     if (this.stopped) return;
+    // See handleReady: a leader that replicates before its own write is
+    // durable must not count a follower's ack beyond what it has persisted.
+    if (m.type === 'appendResponse' && !m.reject && m.index > this.persistedIndex && this.role === 'leader') {
+      if (this.heldAcks.length >= MAX_HELD_ACKS) this.heldAcks.shift();
+      this.heldAcks.push(m);
+      return;
+    }
     this.core.step(m);
     this.kick();
+  }
+
+  private releaseHeldAcks(): void {
+    if (this.heldAcks.length === 0) return;
+    const still: RaftMessage[] = [];
+    for (const m of this.heldAcks) {
+      if (m.type === 'appendResponse' && m.index > this.persistedIndex) still.push(m);
+      else this.core.step(m);
+    }
+    this.heldAcks = still;
   }
 
   /** Runs the Ready loop soon; many inputs in one turn share one Ready (group commit). */
@@ -226,6 +249,7 @@ export class RaftNode {
       log.info({ id: this.id, ...rd.softState }, 'raft role changed');
       if (rd.softState.lead !== this.lastLead) this.onLeaderChange(this.lastLead, rd.softState.lead);
       this.lastLead = rd.softState.lead;
+      this.role = rd.softState.role;
     }
     // Committed entries already durable here can be applied while the new
     // entries are being written: commitment already means a durable quorum,
@@ -237,11 +261,19 @@ export class RaftNode {
         early += 1;
       }
     }
-    // Votes and acks in rd.messages promise durable state: persist first.
+    // Raft thesis §10.2.1: a leader may replicate in parallel with its own
+    // log write. Safe here because (1) a Ready whose term or vote changed,
+    // or that carries a snapshot, still persists first (votes and acks
+    // promise durable state), and (2) followers' acks above this node's
+    // durable index are held back (onPeerMessage), so the core's commit
+    // index never counts an entry the leader could still lose in a crash.
+    const sendFirst = this.role === 'leader' && rd.snapshot === undefined && !this.termOrVoteChanges(rd);
+    if (sendFirst) this.transport.send(rd.messages);
     await this.storage.saveReady(rd);
     this.persistedIndex = this.storage.lastIndex();
+    this.releaseHeldAcks();
     if (this.stopped) return;
-    this.transport.send(rd.messages);
+    if (!sendFirst) this.transport.send(rd.messages);
     if (rd.snapshot !== undefined) {
       this.opts.stateMachine.restore(rd.snapshot.data);
       this.appliedIndex = rd.snapshot.metadata.index;
@@ -256,6 +288,12 @@ export class RaftNode {
       this.readyReads.push({ index: rs.index, waiter });
     }
     this.releaseReads();
+  }
+
+  private termOrVoteChanges(rd: Ready): boolean {
+    if (rd.hardState === undefined) return false;
+    const durable = this.storage.currentHardState();
+    return rd.hardState.term !== durable.term || rd.hardState.vote !== durable.vote;
   }
 
   /**
