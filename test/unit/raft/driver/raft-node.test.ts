@@ -37,7 +37,7 @@ class Harness {
     roots.push(this.root);
   }
 
-  async start(id: string): Promise<Member> {
+  async start(id: string, bootstrap = true): Promise<Member> {
     const sm = new KvStateMachine();
     const node = await RaftNode.start({
       id,
@@ -47,7 +47,7 @@ class Harness {
       serverCredentials: tls.serverCredentials(),
       channelCredentials: tls.channelCredentials(),
       peers: {},
-      bootstrap: { voters: IDS, learners: [] },
+      ...(bootstrap ? { bootstrap: { voters: IDS, learners: [] } } : {}),
       heartbeatMs: 20,
       electionMs: 200,
       requestTimeoutMs: 5000,
@@ -177,6 +177,37 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
       await eventually('6 MB of state arrived', () => restarted.sm.data.size === 12, 15_000);
       assert.equal(restarted.sm.data.get('big11'), `11:${big}`);
       assert.ok(restarted.sm.appliedCount < 12, 'state arrived by snapshot, not by replaying entries');
+    } finally {
+      await h.stopAll();
+    }
+  });
+
+  it('a member added through a conf change (address in its context) catches up and votes; after its removal the rest keep committing without it', async () => {
+    const h = new Harness();
+    try {
+      await h.startAll();
+      const leader = await h.leader();
+      for (let i = 0; i < 10; i++) await leader.node.propose(kvPut(`m${i}`, `${i}`));
+      const joiner = await h.start('n4', false);
+      leader.node.proposeConfChange({
+        type: 'addVoter',
+        nodeId: 'n4',
+        context: Buffer.from(`127.0.0.1:${joiner.node.port()}`),
+      });
+      await eventually('n4 is a voter everywhere', () =>
+        [...h.members.values()].every((m) => m.node.status().confState.voters.includes('n4')),
+      );
+      await eventually('n4 caught up', () => joiner.sm.data.get('m9') === '9');
+      await leader.node.propose(kvPut('with', 'n4'));
+      await eventually('n4 applies new writes', () => joiner.sm.data.get('with') === 'n4');
+      const current = await h.leader();
+      current.node.proposeConfChange({ type: 'removeNode', nodeId: 'n4' });
+      await eventually('n4 removed on the three', () =>
+        ['n1', 'n2', 'n3'].every((id) => !h.members.get(id)!.node.status().confState.voters.includes('n4')),
+      );
+      await h.stop('n4');
+      const after = await h.leader();
+      await after.node.propose(kvPut('without', 'n4'));
     } finally {
       await h.stopAll();
     }
