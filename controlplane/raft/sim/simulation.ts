@@ -1,3 +1,4 @@
+import { errorMessage } from '../../../src/common/errors.js';
 import { SeededRng } from '../../../src/common/rng.js';
 import { DEFAULT_RAFT_CONFIG, type RaftConfig, type RaftMessage } from '../core/types.js';
 import { SafetyChecker } from './invariants.js';
@@ -60,6 +61,8 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
   const size = rng.next() < 0.6 ? 3 : 5;
   const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
   const asyncLeaderAppend = rng.next() < 0.5;
+  // Half the seeds write instantly; the others take 1–8 ms per Ready, stepping meanwhile.
+  const diskLatencyMs = rng.next() < 0.5 ? 0 : 1 + rng.int(8);
   const config = (id: string): RaftConfig => ({
     ...DEFAULT_RAFT_CONFIG,
     id,
@@ -154,59 +157,66 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
   let now = 0;
   let steps = 0;
   const endMs = options.faultyMs + options.quietMs;
-  for (now = 0; now <= endMs; now++) {
-    steps++;
-    checker.step = steps;
-    const faulty = now < options.faultyMs;
-    if (now === options.faultyMs) {
-      // Heal everything: the cluster must now make progress.
-      network.heal();
-      network.faults = { dropProbability: 0, duplicateProbability: 0, minDelay: 1, maxDelay: 5 };
+  let exception: string | undefined;
+  for (now = 0; now <= endMs && exception === undefined; now++) {
+    try {
+      steps++;
+      checker.step = steps;
+      const faulty = now < options.faultyMs;
+      if (now === options.faultyMs) {
+        // Heal everything: the cluster must now make progress.
+        network.heal();
+        network.faults = { dropProbability: 0, duplicateProbability: 0, minDelay: 1, maxDelay: 5 };
+        for (const n of nodes) {
+          // A torn crash armed during the faults must not strike after the heal.
+          n.tornCrashPending = false;
+          if (!n.alive) n.start(config(n.id), rng.fork());
+        }
+      }
+      if (faulty && now % 100 === 0) injectFaults();
+      if (faulty && rng.next() < 0.004) {
+        // kill -9 and an immediate restart: whatever was not synced is gone.
+        const live = nodes.filter((n) => n.alive);
+        const victim = live[rng.int(Math.max(1, live.length))];
+        if (victim !== undefined) {
+          victim.crash();
+          victim.start(config(victim.id), rng.fork());
+          stats.crashes++;
+        }
+      }
+      for (const e of network.due(now)) {
+        const target = byId.get(e.to);
+        const sender = byId.get(e.from);
+        const lost = target?.raft === undefined || network.isCut(e.from, e.to);
+        if (lost) {
+          if (e.isSnapshotStream) sender?.raft?.reportSnapshot(e.to, false);
+          else if (sender?.raft !== undefined && rng.next() < 0.3) sender.raft.reportUnreachable(e.to);
+          continue;
+        }
+        for (const m of e.messages) target.raft!.step(m);
+        if (e.isSnapshotStream) sender?.raft?.reportSnapshot(e.to, true);
+      }
+      if (now % options.tickMs === 0) for (const n of nodes) n.raft?.tick();
       for (const n of nodes) {
-        // A torn crash armed during the faults must not strike after the heal.
-        n.tornCrashPending = false;
-        if (!n.alive) n.start(config(n.id), rng.fork());
+        if (!n.alive) continue;
+        deliverOutput(n.handleReadies(now, diskLatencyMs, rng, hooks));
+        n.maybeFlush(rng);
       }
-    }
-    if (faulty && now % 100 === 0) injectFaults();
-    if (faulty && rng.next() < 0.004) {
-      // kill -9 and an immediate restart: whatever was not synced is gone.
-      const live = nodes.filter((n) => n.alive);
-      const victim = live[rng.int(Math.max(1, live.length))];
-      if (victim !== undefined) {
-        victim.crash();
-        victim.start(config(victim.id), rng.fork());
-        stats.crashes++;
+      serveReads();
+      expireOps();
+      // Clients stop for the last second so followers can catch up before convergence is checked.
+      const clientsActive = now < endMs - 1000;
+      for (let client = 0; clientsActive && client < options.clients; client++) {
+        if (!pending.has(client) && rng.next() < 0.05) startOp(client);
       }
+      if (!faulty && !finalWriteDone) finalWriteDone = checkFinalWrite();
+      checker.checkStep(nodes);
+    } catch (err) {
+      // A thrown assertion is a finding too: report it with the step so the seed replays.
+      exception = `step ${steps}: exception: ${errorMessage(err)}`;
     }
-    for (const e of network.due(now)) {
-      const target = byId.get(e.to);
-      const sender = byId.get(e.from);
-      const lost = target?.raft === undefined || network.isCut(e.from, e.to);
-      if (lost) {
-        if (e.isSnapshotStream) sender?.raft?.reportSnapshot(e.to, false);
-        else if (sender?.raft !== undefined && rng.next() < 0.3) sender.raft.reportUnreachable(e.to);
-        continue;
-      }
-      for (const m of e.messages) target.raft!.step(m);
-      if (e.isSnapshotStream) sender?.raft?.reportSnapshot(e.to, true);
-    }
-    if (now % options.tickMs === 0) for (const n of nodes) n.raft?.tick();
-    for (const n of nodes) {
-      if (!n.alive) continue;
-      deliverOutput(n.handleReadies(rng, hooks));
-      n.maybeFlush(rng);
-    }
-    serveReads();
-    expireOps();
-    // Clients stop for the last second so followers can catch up before convergence is checked.
-    const clientsActive = now < endMs - 1000;
-    for (let client = 0; clientsActive && client < options.clients; client++) {
-      if (!pending.has(client) && rng.next() < 0.05) startOp(client);
-    }
-    if (!faulty && !finalWriteDone) finalWriteDone = checkFinalWrite();
-    checker.checkStep(nodes);
   }
+  if (exception !== undefined) return { steps, violations: [...checker.violations, exception], stats };
   stats.leaders = new Set(nodes.filter((n) => n.raft?.role === 'leader').map((n) => n.id)).size;
 
   const violations = [...checker.violations];
