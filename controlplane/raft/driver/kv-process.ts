@@ -99,6 +99,10 @@ async function main(): Promise<void> {
     ...(cfg.electionMs === undefined ? {} : { electionMs: cfg.electionMs }),
     ...(cfg.snapshotEveryEntries === undefined ? {} : { snapshotEveryEntries: cfg.snapshotEveryEntries }),
     requestTimeoutMs: 3000,
+    onFatal: (err) => {
+      process.stderr.write(`kv-process: ${errorMessage(err)}\n`);
+      process.exit(1);
+    },
   });
   reply({ event: 'listening', id: cfg.id, raftPort: node.port() });
 

@@ -56,6 +56,8 @@ export interface RaftNodeOptions {
   /** Log entries kept below a snapshot so a briefly slow follower needs no snapshot. */
   keepEntriesAfterSnapshot?: number;
   clock?: Clock;
+  /** Called once if the node stops itself (a storage write failed); the process should exit. */
+  onFatal?: (err: Error) => void;
   core?: Partial<Omit<RaftConfig, 'id' | 'electionTicks' | 'heartbeatTicks' | 'applied'>>;
 }
 
@@ -323,8 +325,11 @@ export class RaftNode {
       const change = decodeConfChange(e.data);
       if (change.type === 'removeNode') {
         if (change.nodeId !== this.id) this.transport.removePeer(change.nodeId);
-      } else if (change.context !== undefined && change.context.byteLength > 0) {
-        this.transport.addPeer(change.nodeId, Buffer.from(change.context).toString('utf8'));
+      } else {
+        this.transport.readmitPeer(change.nodeId);
+        if (change.context !== undefined && change.context.byteLength > 0) {
+          this.transport.addPeer(change.nodeId, Buffer.from(change.context).toString('utf8'));
+        }
       }
       this.opts.stateMachine.onConfChange?.(change, e.index);
       return;
@@ -462,7 +467,8 @@ export class RaftNode {
   private fail(err: unknown): void {
     this.fatal = err instanceof Error ? err : new Error(String(err));
     log.fatal({ id: this.id, err: errorMessage(err) }, 'raft node stopping after a storage failure');
-    void this.stop({ transferLeadership: false });
+    const fatal = this.fatal;
+    void this.stop({ transferLeadership: false }).finally(() => this.opts.onFatal?.(fatal));
   }
 
   /**

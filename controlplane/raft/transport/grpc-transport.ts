@@ -242,6 +242,7 @@ export class GrpcTransport {
   private readonly server: Server;
   private readonly senders = new Map<NodeId, PeerSender>();
   private readonly removed = new Set<NodeId>();
+  private readonly addresses = new Map<NodeId, string>();
   private port = 0;
 
   constructor(options: GrpcTransportOptions) {
@@ -289,8 +290,10 @@ export class GrpcTransport {
     return this.port;
   }
 
+  /** Adds or re-addresses a peer; the same address again keeps the open stream. */
   addPeer(id: NodeId, address: string): void {
-    if (id === this.opts.selfId) return;
+    if (id === this.opts.selfId || this.addresses.get(id) === address) return;
+    this.addresses.set(id, address);
     this.senders.get(id)?.close();
     const channelOptions: Record<string, string | number> = {
       'grpc.max_send_message_length': this.opts.maxMessageBytes,
@@ -306,9 +309,15 @@ export class GrpcTransport {
     this.senders.set(id, new PeerSender(id, client, this));
   }
 
+  /** Accepts streams from `id` again (it was added back by a conf change). */
+  readmitPeer(id: NodeId): void {
+    this.removed.delete(id);
+  }
+
   /** Stops sending to `id` and refuses its streams from now on (it left the cluster). */
   removePeer(id: NodeId): void {
     this.removed.add(id);
+    this.addresses.delete(id);
     this.senders.get(id)?.close();
     this.senders.delete(id);
   }
