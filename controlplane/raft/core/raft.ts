@@ -7,8 +7,14 @@ import { checkConfChange } from './membership.js';
 import { entrySizeBytes } from './memory-storage.js';
 import { ReadOnlyQueue } from './read-only.js';
 import { ReadyTracker } from './ready.js';
-import { bcastHeartbeat, type SnapshotAssembly } from './replication.js';
+import {
+  bcastHeartbeat,
+  onPeerUnreachable,
+  onSnapshotReported,
+  type SnapshotAssembly,
+} from './replication.js';
 import { handleVoteRequest, stepCandidate, stepFollower, stepLeader } from './roles.js';
+import { raftStatus } from './status.js';
 import { ProgressTracker } from './tracker.js';
 import {
   type ConfChange,
@@ -376,19 +382,15 @@ export class Raft implements RaftCore {
   }
 
   reportUnreachable(id: NodeId): void {
-    const pr = this.tracker.progress.get(id);
-    if (this.role !== 'leader' || pr === undefined) return;
-    // An unreachable follower in replicate probably lost appends: probe again.
-    if (pr.state === 'replicate') pr.becomeProbe();
+    onPeerUnreachable(this, id);
   }
 
   reportSnapshot(id: NodeId, ok: boolean): void {
-    const pr = this.tracker.progress.get(id);
-    if (this.role !== 'leader' || pr === undefined || pr.state !== 'snapshot') return;
-    if (!ok) pr.pendingSnapshot = 0;
-    pr.becomeProbe();
-    // Wait for the next heartbeat response before probing (the follower may still be restoring).
-    pr.msgAppFlowPaused = true;
+    onSnapshotReported(this, id, ok);
+  }
+
+  status(): RaftStatus {
+    return raftStatus(this);
   }
 
   // ---- Ready / advance -------------------------------------------------------
@@ -403,21 +405,5 @@ export class Raft implements RaftCore {
 
   advance(): void {
     this.readyTracker.advance(this);
-  }
-
-  status(): RaftStatus {
-    const status: RaftStatus = {
-      id: this.id,
-      hardState: this.hardState(),
-      softState: this.softState(),
-      applied: this.log.applied,
-      confState: this.tracker.confState(),
-      leadTransferee: this.leadTransferee,
-    };
-    if (this.role === 'leader') {
-      status.progress = {};
-      for (const [id, pr] of this.tracker.progress) status.progress[id] = pr.status();
-    }
-    return status;
   }
 }

@@ -2,6 +2,7 @@ import { entrySizeBytes } from './memory-storage.js';
 import type { Raft } from './raft.js';
 import {
   type Entry,
+  type NodeId,
   ProposalDroppedError,
   type RaftMessage,
   type Snapshot,
@@ -210,4 +211,22 @@ function restore(r: Raft, snapshot: Snapshot): boolean {
 
 export function dropped(local: boolean, reason: string): void {
   if (local) throw new ProposalDroppedError(reason);
+}
+
+/** The transport could not reach `id`. */
+export function onPeerUnreachable(r: Raft, id: NodeId): void {
+  const pr = r.tracker.progress.get(id);
+  if (r.role !== 'leader' || pr === undefined) return;
+  // An unreachable follower in replicate probably lost appends: probe again.
+  if (pr.state === 'replicate') pr.becomeProbe();
+}
+
+/** The transport finished (ok) or abandoned a snapshot stream to `id`. */
+export function onSnapshotReported(r: Raft, id: NodeId, ok: boolean): void {
+  const pr = r.tracker.progress.get(id);
+  if (r.role !== 'leader' || pr === undefined || pr.state !== 'snapshot') return;
+  if (!ok) pr.pendingSnapshot = 0;
+  pr.becomeProbe();
+  // Wait for the next heartbeat response before probing (the follower may still be restoring).
+  pr.msgAppFlowPaused = true;
 }
