@@ -41,6 +41,27 @@ describe('raft §7 snapshots and log compaction', () => {
     assert.equal(c.raft('1').tracker.progress.get('3')?.state, 'replicate');
   });
 
+  test('a snapshot larger than 4 MiB (swarmkit#2374) streams in chunks and arrives intact', () => {
+    const c = new TestCluster(['1', '2', '3'], { config: { snapshotChunkBytes: 256 * 1024 } });
+    c.elect('1');
+    c.isolate('3');
+    c.raft('1').propose(bytes('big'));
+    settle(c);
+    const n = c.node('1');
+    const big = new Uint8Array(6 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i % 251;
+    n.storage.createSnapshot(n.raft.log.applied, n.raft.tracker.confState(), big);
+    n.storage.compact(n.raft.log.applied);
+    c.heal();
+    c.tickAll(2);
+    const chunks = n.readies.flatMap((rd) => ofType(rd.messages, 'snapshot'));
+    assert.equal(chunks.length, 24);
+    const restored = c.node('3').readies.find((rd) => rd.snapshot !== undefined)?.snapshot;
+    assert.ok(restored !== undefined);
+    assert.equal(restored.data.byteLength, big.byteLength);
+    assert.deepEqual(Buffer.from(restored.data).equals(Buffer.from(big)), true);
+  });
+
   test('a failed snapshot stream falls back to probe and is retried', () => {
     const c = new TestCluster(['1', '2', '3'], { config: { snapshotChunkBytes: 4 } });
     c.elect('1');
