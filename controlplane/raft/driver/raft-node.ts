@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import type { ChannelCredentials, ServerCredentials } from '@grpc/grpc-js';
 import { type Clock, systemClock } from '../../../src/common/clock.js';
 import { errorMessage, MeshError } from '../../../src/common/errors.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
@@ -7,7 +6,6 @@ import { SeededRng } from '../../../src/common/rng.js';
 import { createRaftCore, decodeConfChange } from '../core/index.js';
 import {
   type ConfChange,
-  type ConfState,
   DEFAULT_RAFT_CONFIG,
   type Entry,
   type NodeId,
@@ -20,78 +18,17 @@ import {
 import { DiskStorage } from '../storage/disk-storage.js';
 import { GrpcTransport } from '../transport/grpc-transport.js';
 import { ProposalTagger, unwrap } from './envelope.js';
+import { NodeStoppedError, type RaftNodeOptions, type RaftNodeStatus } from './options.js';
+import { PendingRequests } from './pending.js';
 
-/**
- * The replicated state machine above Raft (the store). `apply` sees every
- * committed normal entry exactly once per process lifetime, in index order,
- * starting after the snapshot given to `restore`.
- */
-export interface StateMachine {
-  apply(index: number, payload: Uint8Array): void;
-  /** Serialized state as of the last applied index. */
-  snapshot(): Uint8Array;
-  restore(data: Uint8Array): void;
-  onConfChange?(change: ConfChange, index: number): void;
-}
-
-export interface RaftNodeOptions {
-  id: NodeId;
-  dataDir: string;
-  stateMachine: StateMachine;
-  listenAddress: string;
-  serverCredentials: ServerCredentials;
-  channelCredentials: ChannelCredentials;
-  tlsServerName?: string;
-  /** Peers as id → "host:port" (more arrive through conf-change contexts). */
-  peers: Record<NodeId, string>;
-  /** Founding voters for a new cluster (ignored when the data directory has state). */
-  bootstrap?: ConfState;
-  heartbeatMs?: number;
-  electionMs?: number;
-  /** A proposal or read with no outcome after this long rejects (outcome unknown). */
-  requestTimeoutMs?: number;
-  /** Take a snapshot every this many applied entries. */
-  snapshotEveryEntries?: number;
-  segmentBytes?: number;
-  /** Log entries kept below a snapshot so a briefly slow follower needs no snapshot. */
-  keepEntriesAfterSnapshot?: number;
-  clock?: Clock;
-  /** Called once if the node stops itself (a storage write failed); the process should exit. */
-  onFatal?: (err: Error) => void;
-  core?: Partial<Omit<RaftConfig, 'id' | 'electionTicks' | 'heartbeatTicks' | 'applied'>>;
-}
-
-export interface RaftNodeStatus {
-  id: NodeId;
-  role: RaftRole;
-  term: number;
-  lead: NodeId | null;
-  commit: number;
-  applied: number;
-  lastIndex: number;
-  confState: ConfState;
-}
-
-interface Waiter {
-  resolve(index: number): void;
-  reject(err: Error): void;
-  cancelTimer(): void;
-}
+export { NodeStoppedError, type RaftNodeOptions, type RaftNodeStatus, type StateMachine } from './options.js';
 
 const log = subsystemLogger('raft-node');
 /** Bound on held-back acks; dropping one only delays a commit (the follower re-acks). */
 const MAX_HELD_ACKS = 16_384;
 
-export class NodeStoppedError extends MeshError {
-  constructor(id: NodeId) {
-    super('RAFT_NODE_STOPPED', `raft node ${id} is stopped`);
-  }
-}
-
 export class RaftNode {
-  private readonly proposals = new Map<string, Waiter>();
-  private readonly reads = new Map<string, Waiter>();
-  private readonly readyReads: Array<{ index: number; waiter: Waiter }> = [];
+  private readonly pending: PendingRequests;
   private readonly tagger = new ProposalTagger();
   private appliedIndex: number;
   private lastSnapshotIndex: number;
@@ -118,6 +55,7 @@ export class RaftNode {
     private readonly transport: GrpcTransport,
     private readonly clock: Clock,
   ) {
+    this.pending = new PendingRequests(clock, opts.requestTimeoutMs);
     this.appliedIndex = storage.snapshot().metadata.index;
     this.lastSnapshotIndex = this.appliedIndex;
     this.persistedIndex = storage.lastIndex();
@@ -283,13 +221,9 @@ export class RaftNode {
     }
     for (let i = early; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]!);
     for (const rs of rd.readStates) {
-      const key = Buffer.from(rs.context).toString('hex');
-      const waiter = this.reads.get(key);
-      if (waiter === undefined) continue;
-      this.reads.delete(key);
-      this.readyReads.push({ index: rs.index, waiter });
+      this.pending.readStateArrived(Buffer.from(rs.context).toString('hex'), rs.index, this.appliedIndex);
     }
-    this.releaseReads();
+    this.pending.applied(this.appliedIndex);
   }
 
   private termOrVoteChanges(rd: Ready): boolean {
@@ -309,13 +243,7 @@ export class RaftNode {
       'RAFT_LEADER_CHANGED',
       `raft leader changed from ${from} to ${to ?? 'none'} while the request was pending; a proposal may still commit`,
     );
-    for (const map of [this.proposals, this.reads]) {
-      for (const w of map.values()) {
-        w.cancelTimer();
-        w.reject(err);
-      }
-      map.clear();
-    }
+    this.pending.failInFlight(err);
   }
 
   private applyEntry(e: Entry): void {
@@ -337,22 +265,7 @@ export class RaftNode {
     const unwrapped = unwrap(e.data);
     if (unwrapped === undefined) return;
     this.opts.stateMachine.apply(e.index, unwrapped.payload);
-    const waiter = this.proposals.get(unwrapped.key);
-    if (waiter !== undefined) {
-      this.proposals.delete(unwrapped.key);
-      waiter.cancelTimer();
-      waiter.resolve(e.index);
-    }
-  }
-
-  private releaseReads(): void {
-    for (let i = this.readyReads.length - 1; i >= 0; i--) {
-      const r = this.readyReads[i]!;
-      if (r.index > this.appliedIndex) continue;
-      this.readyReads.splice(i, 1);
-      r.waiter.cancelTimer();
-      r.waiter.resolve(r.index);
-    }
+    this.pending.proposalApplied(unwrapped.key, e.index);
   }
 
   private async maybeSnapshot(): Promise<void> {
@@ -363,36 +276,15 @@ export class RaftNode {
     this.lastSnapshotIndex = index;
   }
 
-  private waiter(map: Map<string, Waiter>, key: string, what: string): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      const cancelTimer = this.clock.setTimer(this.opts.requestTimeoutMs, () => {
-        map.delete(key);
-        const idx = this.readyReads.findIndex((r) => r.waiter === w);
-        if (idx >= 0) this.readyReads.splice(idx, 1);
-        reject(
-          new MeshError(
-            'RAFT_TIMEOUT',
-            `raft ${what} had no outcome within ${this.opts.requestTimeoutMs} ms (it may still commit)`,
-          ),
-        );
-      });
-      const w: Waiter = { resolve, reject, cancelTimer };
-      map.set(key, w);
-    });
-  }
-
   /** Resolves with the entry's index once it is committed and applied here. */
   async propose(payload: Uint8Array): Promise<{ index: number }> {
     this.checkRunning();
     const { key, data } = this.tagger.wrap(payload);
-    const done = this.waiter(this.proposals, key, 'proposal');
+    const done = this.pending.waitProposal(key);
     try {
       this.core.propose(data);
     } catch (err) {
-      const w = this.proposals.get(key);
-      this.proposals.delete(key);
-      w?.cancelTimer();
-      w?.reject(err instanceof Error ? err : new Error(String(err)));
+      this.pending.failProposal(key, err instanceof Error ? err : new Error(String(err)));
     }
     this.kick();
     return { index: await done };
@@ -403,14 +295,11 @@ export class RaftNode {
     this.checkRunning();
     const context = randomBytes(16);
     const key = context.toString('hex');
-    const done = this.waiter(this.reads, key, 'read');
+    const done = this.pending.waitRead(key);
     try {
       this.core.readIndex(context);
     } catch (err) {
-      const w = this.reads.get(key);
-      this.reads.delete(key);
-      w?.cancelTimer();
-      w?.reject(err instanceof Error ? err : new Error(String(err)));
+      this.pending.failRead(key, err instanceof Error ? err : new Error(String(err)));
     }
     this.kick();
     return { index: await done };
@@ -480,18 +369,7 @@ export class RaftNode {
     if (opts.transferLeadership !== false && this.fatal === undefined) await this.handOffLeadership();
     this.stopped = true;
     this.cancelTick();
-    const err = this.fatal ?? new NodeStoppedError(this.id);
-    for (const map of [this.proposals, this.reads]) {
-      for (const w of map.values()) {
-        w.cancelTimer();
-        w.reject(err);
-      }
-      map.clear();
-    }
-    for (const r of this.readyReads.splice(0)) {
-      r.waiter.cancelTimer();
-      r.waiter.reject(err);
-    }
+    this.pending.failAll(this.fatal ?? new NodeStoppedError(this.id));
     while (this.processing) await new Promise((r) => setTimeout(r, 1));
     await this.transport.close();
     await this.storage.close();
