@@ -562,7 +562,14 @@ export interface Node {
   state: NodeState;
   statusMessage: string;
   /** When `state` last changed (clock of the writer). */
-  stateChangedAt: Timestamp | undefined;
+  stateChangedAt:
+    | Timestamp
+    | undefined;
+  /**
+   * This node's load-balancer address on each network it takes part in
+   * (ingress always): SNAT source of balanced connections.
+   */
+  lbAttachments: NetworkAttachment[];
 }
 
 export interface Node_LabelsEntry {
@@ -666,6 +673,8 @@ export interface UpdateStatus {
   startedAt: Timestamp | undefined;
   completedAt: Timestamp | undefined;
   message: string;
+  /** When the updater last replaced a batch (for update delay). */
+  lastBatchAt: Timestamp | undefined;
 }
 
 export interface ServiceObject {
@@ -725,6 +734,12 @@ export interface Task {
     | undefined;
   /** Set by the rolling updater on tasks it created, for failure accounting. */
   createdByUpdate: boolean;
+  /**
+   * Restarts of this slot by the restart supervisor counted since
+   * restart_window_start (the window is tumbling: it restarts when it ends).
+   */
+  restartAttempts: number;
+  restartWindowStart: Timestamp | undefined;
 }
 
 export interface NetworkObject {
@@ -914,6 +929,7 @@ function createBaseNode(): Node {
     state: 0,
     statusMessage: "",
     stateChangedAt: undefined,
+    lbAttachments: [],
   };
 }
 
@@ -948,6 +964,9 @@ export const Node: MessageFns<Node> = {
     }
     if (message.stateChangedAt !== undefined) {
       Timestamp.encode(message.stateChangedAt, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.lbAttachments) {
+      NetworkAttachment.encode(v!, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1048,6 +1067,14 @@ export const Node: MessageFns<Node> = {
             message.stateChangedAt = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lbAttachments.push(NetworkAttachment.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1095,6 +1122,11 @@ export const Node: MessageFns<Node> = {
         : isSet(object.state_changed_at)
         ? Timestamp.fromJSON(object.state_changed_at)
         : undefined,
+      lbAttachments: globalThis.Array.isArray(object?.lbAttachments)
+        ? object.lbAttachments.map((e: any) => NetworkAttachment.fromJSON(e))
+        : globalThis.Array.isArray(object?.lb_attachments)
+        ? object.lb_attachments.map((e: any) => NetworkAttachment.fromJSON(e))
+        : [],
     };
   },
 
@@ -1136,6 +1168,9 @@ export const Node: MessageFns<Node> = {
     if (message.stateChangedAt !== undefined) {
       obj.stateChangedAt = Timestamp.toJSON(message.stateChangedAt);
     }
+    if (message.lbAttachments?.length) {
+      obj.lbAttachments = message.lbAttachments.map((e) => NetworkAttachment.toJSON(e));
+    }
     return obj;
   },
 
@@ -1166,6 +1201,7 @@ export const Node: MessageFns<Node> = {
     message.stateChangedAt = (object.stateChangedAt !== undefined && object.stateChangedAt !== null)
       ? Timestamp.fromPartial(object.stateChangedAt)
       : undefined;
+    message.lbAttachments = object.lbAttachments?.map((e) => NetworkAttachment.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2471,7 +2507,7 @@ export const ServiceSpec_LabelsEntry: MessageFns<ServiceSpec_LabelsEntry> = {
 };
 
 function createBaseUpdateStatus(): UpdateStatus {
-  return { state: 0, startedAt: undefined, completedAt: undefined, message: "" };
+  return { state: 0, startedAt: undefined, completedAt: undefined, message: "", lastBatchAt: undefined };
 }
 
 export const UpdateStatus: MessageFns<UpdateStatus> = {
@@ -2487,6 +2523,9 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
     }
     if (message.message !== "") {
       writer.uint32(34).string(message.message);
+    }
+    if (message.lastBatchAt !== undefined) {
+      Timestamp.encode(message.lastBatchAt, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2536,6 +2575,14 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
             message.message = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.lastBatchAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2562,6 +2609,11 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
         ? Timestamp.fromJSON(object.completed_at)
         : undefined,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
+      lastBatchAt: isSet(object.lastBatchAt)
+        ? Timestamp.fromJSON(object.lastBatchAt)
+        : isSet(object.last_batch_at)
+        ? Timestamp.fromJSON(object.last_batch_at)
+        : undefined,
     };
   },
 
@@ -2579,6 +2631,9 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
     if (message.message !== "") {
       obj.message = message.message;
     }
+    if (message.lastBatchAt !== undefined) {
+      obj.lastBatchAt = Timestamp.toJSON(message.lastBatchAt);
+    }
     return obj;
   },
 
@@ -2595,6 +2650,9 @@ export const UpdateStatus: MessageFns<UpdateStatus> = {
       ? Timestamp.fromPartial(object.completedAt)
       : undefined;
     message.message = object.message ?? "";
+    message.lastBatchAt = (object.lastBatchAt !== undefined && object.lastBatchAt !== null)
+      ? Timestamp.fromPartial(object.lastBatchAt)
+      : undefined;
     return message;
   },
 };
@@ -3051,6 +3109,8 @@ function createBaseTask(): Task {
     hostPorts: [],
     startAfter: undefined,
     createdByUpdate: false,
+    restartAttempts: 0,
+    restartWindowStart: undefined,
   };
 }
 
@@ -3091,6 +3151,12 @@ export const Task: MessageFns<Task> = {
     }
     if (message.createdByUpdate !== false) {
       writer.uint32(96).bool(message.createdByUpdate);
+    }
+    if (message.restartAttempts !== 0) {
+      writer.uint32(104).uint32(message.restartAttempts);
+    }
+    if (message.restartWindowStart !== undefined) {
+      Timestamp.encode(message.restartWindowStart, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -3204,6 +3270,22 @@ export const Task: MessageFns<Task> = {
             message.createdByUpdate = reader.bool();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.restartAttempts = reader.uint32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.restartWindowStart = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3260,6 +3342,16 @@ export const Task: MessageFns<Task> = {
         : isSet(object.created_by_update)
         ? globalThis.Boolean(object.created_by_update)
         : false,
+      restartAttempts: isSet(object.restartAttempts)
+        ? globalThis.Number(object.restartAttempts)
+        : isSet(object.restart_attempts)
+        ? globalThis.Number(object.restart_attempts)
+        : 0,
+      restartWindowStart: isSet(object.restartWindowStart)
+        ? Timestamp.fromJSON(object.restartWindowStart)
+        : isSet(object.restart_window_start)
+        ? Timestamp.fromJSON(object.restart_window_start)
+        : undefined,
     };
   },
 
@@ -3301,6 +3393,12 @@ export const Task: MessageFns<Task> = {
     if (message.createdByUpdate !== false) {
       obj.createdByUpdate = message.createdByUpdate;
     }
+    if (message.restartAttempts !== 0) {
+      obj.restartAttempts = Math.round(message.restartAttempts);
+    }
+    if (message.restartWindowStart !== undefined) {
+      obj.restartWindowStart = Timestamp.toJSON(message.restartWindowStart);
+    }
     return obj;
   },
 
@@ -3327,6 +3425,10 @@ export const Task: MessageFns<Task> = {
       ? Timestamp.fromPartial(object.startAfter)
       : undefined;
     message.createdByUpdate = object.createdByUpdate ?? false;
+    message.restartAttempts = object.restartAttempts ?? 0;
+    message.restartWindowStart = (object.restartWindowStart !== undefined && object.restartWindowStart !== null)
+      ? Timestamp.fromPartial(object.restartWindowStart)
+      : undefined;
     return message;
   },
 };
