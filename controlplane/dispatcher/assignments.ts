@@ -218,3 +218,11 @@ function sortBy<T>(items: T[], key: (item: T) => string): T[] {
     return ka < kb ? -1 : ka > kb ? 1 : 0;
   });
 }
+
+/** A ClusterView over stored objects: LB addresses come from each node's `lbAttachments`. */
+export function clusterViewOf(objects: Omit<ClusterView, 'lbAddress'>): ClusterView {
+  const lb = new Map<string, string>();
+  for (const n of objects.nodes)
+    for (const a of n.lbAttachments) lb.set(`${n.meta?.id ?? ''}/${a.networkId}`, hostAddress(a.address));
+  return { ...objects, lbAddress: (nodeId, networkId) => lb.get(`${nodeId}/${networkId}`) };
+}

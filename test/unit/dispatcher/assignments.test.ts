@@ -125,3 +125,14 @@ describe("assignments: a node's data-plane desired state", () => {
     assert.equal(taskName(task('g1', 'web', 'n2', 0, RUNNING, {}), service('web', 'web')), 'web.n2.g1');
   });
 });
+
+describe('cluster view over stored objects', () => {
+  it("takes each node's LB address from its lbAttachments", async () => {
+    const { clusterViewOf } = await import('../../../controlplane/dispatcher/assignments.js');
+    const n1 = node('n1', '192.168.50.1');
+    n1.lbAttachments = [{ networkId: 'ingress', address: '10.255.0.250/16', mac: '' }];
+    const view = clusterViewOf({ nodes: [n1], services: [], tasks: [], networks: [] });
+    assert.equal(view.lbAddress('n1', 'ingress'), '10.255.0.250');
+    assert.equal(view.lbAddress('n1', 'app'), undefined);
+  });
+});

@@ -1,17 +1,17 @@
 import type { ClusterView } from '../../../controlplane/dispatcher/assignments.js';
 import { EndpointMode, Protocol, PublishMode } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import {
-  type NetworkObject,
-  type Node,
+  NetworkObject,
+  Node,
   NodeState,
-  type ServiceObject,
-  type Task,
-  TaskState,
+  ServiceObject,
+  Task,
+  type TaskState,
 } from '../../../src/api/gen/meshd/v1/objects.js';
 
 /** A small cluster: 3 nodes, an `app` overlay, the ingress network, service `web`. */
 export function node(id: string, address: string, state = NodeState.NODE_STATE_READY): Node {
-  return {
+  return Node.fromPartial({
     meta: { id, version: undefined, createdAt: undefined, updatedAt: undefined },
     hostname: id,
     role: 1,
@@ -22,7 +22,7 @@ export function node(id: string, address: string, state = NodeState.NODE_STATE_R
     state,
     statusMessage: '',
     stateChangedAt: undefined,
-  };
+  });
 }
 
 export function network(
@@ -32,7 +32,7 @@ export function network(
   vni: number,
   ingress = false,
 ): NetworkObject {
-  return {
+  return NetworkObject.fromPartial({
     meta: { id, version: undefined, createdAt: undefined, updatedAt: undefined },
     name,
     driver: 'overlay',
@@ -44,11 +44,11 @@ export function network(
     gateway: subnet.replace(/\.0\/\d+$/, '.1'),
     vni,
     allocationMessage: '',
-  };
+  });
 }
 
 export function service(id: string, name: string, extra: Partial<ServiceObject> = {}): ServiceObject {
-  return {
+  return ServiceObject.fromPartial({
     meta: { id, version: undefined, createdAt: undefined, updatedAt: undefined },
     spec: {
       name,
@@ -83,7 +83,7 @@ export function service(id: string, name: string, extra: Partial<ServiceObject> 
     ],
     allocationMessage: '',
     ...extra,
-  };
+  });
 }
 
 export function task(
@@ -93,9 +93,9 @@ export function task(
   slot: number,
   observed: TaskState,
   addresses: Record<string, string>,
-  desired = TaskState.TASK_STATE_RUNNING,
+  desired: TaskState = 8,
 ): Task {
-  return {
+  return Task.fromPartial({
     meta: { id, version: undefined, createdAt: undefined, updatedAt: undefined },
     serviceId,
     slot,
@@ -108,7 +108,7 @@ export function task(
     hostPorts: [],
     startAfter: undefined,
     createdByUpdate: false,
-  };
+  });
 }
 
 export function cluster(tasks: Task[], services: ServiceObject[] = [service('web', 'web')]): ClusterView {
