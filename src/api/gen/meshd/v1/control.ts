@@ -21,7 +21,6 @@ import {
 import {
   Cluster,
   ClusterSpec,
-  JoinTokens,
   NetworkObject,
   Node,
   NodeAvailability,
@@ -38,45 +37,6 @@ import {
 export const protobufPackage = "meshd.v1";
 
 export const protobufFileName = "meshd/v1/control.proto";
-
-export enum NodeRoleFilter {
-  NODE_ROLE_FILTER_UNSPECIFIED = 0,
-  NODE_ROLE_FILTER_WORKER = 1,
-  NODE_ROLE_FILTER_MANAGER = 2,
-  UNRECOGNIZED = -1,
-}
-
-export function nodeRoleFilterFromJSON(object: any): NodeRoleFilter {
-  switch (object) {
-    case 0:
-    case "NODE_ROLE_FILTER_UNSPECIFIED":
-      return NodeRoleFilter.NODE_ROLE_FILTER_UNSPECIFIED;
-    case 1:
-    case "NODE_ROLE_FILTER_WORKER":
-      return NodeRoleFilter.NODE_ROLE_FILTER_WORKER;
-    case 2:
-    case "NODE_ROLE_FILTER_MANAGER":
-      return NodeRoleFilter.NODE_ROLE_FILTER_MANAGER;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return NodeRoleFilter.UNRECOGNIZED;
-  }
-}
-
-export function nodeRoleFilterToJSON(object: NodeRoleFilter): string {
-  switch (object) {
-    case NodeRoleFilter.NODE_ROLE_FILTER_UNSPECIFIED:
-      return "NODE_ROLE_FILTER_UNSPECIFIED";
-    case NodeRoleFilter.NODE_ROLE_FILTER_WORKER:
-      return "NODE_ROLE_FILTER_WORKER";
-    case NodeRoleFilter.NODE_ROLE_FILTER_MANAGER:
-      return "NODE_ROLE_FILTER_MANAGER";
-    case NodeRoleFilter.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
 
 /** Options every read takes. */
 export interface ReadOptions {
@@ -102,21 +62,6 @@ export interface UpdateClusterRequest {
 
 export interface UpdateClusterResponse {
   cluster: Cluster | undefined;
-}
-
-export interface GetJoinTokensRequest {
-}
-
-export interface GetJoinTokensResponse {
-  tokens: JoinTokens | undefined;
-}
-
-export interface RotateJoinTokenRequest {
-  role: NodeRoleFilter;
-}
-
-export interface RotateJoinTokenResponse {
-  tokens: JoinTokens | undefined;
 }
 
 export interface ListNodesRequest {
@@ -156,13 +101,13 @@ export interface UpdateNodeResponse {
   node: Node | undefined;
 }
 
-export interface RemoveNodeRequest {
+export interface DeleteNodeRequest {
   node: string;
   /** Remove even if the node is not down (its certificate is denylisted). */
   force: boolean;
 }
 
-export interface RemoveNodeResponse {
+export interface DeleteNodeResponse {
 }
 
 export interface CreateServiceRequest {
@@ -210,11 +155,11 @@ export interface RollbackServiceResponse {
   service: ServiceObject | undefined;
 }
 
-export interface RemoveServiceRequest {
+export interface DeleteServiceRequest {
   service: string;
 }
 
-export interface RemoveServiceResponse {
+export interface DeleteServiceResponse {
 }
 
 export interface ListTasksRequest {
@@ -269,11 +214,11 @@ export interface GetNetworkResponse {
   network: NetworkObject | undefined;
 }
 
-export interface RemoveNetworkRequest {
+export interface DeleteNetworkRequest {
   network: string;
 }
 
-export interface RemoveNetworkResponse {
+export interface DeleteNetworkResponse {
 }
 
 function createBaseReadOptions(): ReadOptions {
@@ -638,263 +583,6 @@ export const UpdateClusterResponse: MessageFns<UpdateClusterResponse> = {
     const message = createBaseUpdateClusterResponse();
     message.cluster = (object.cluster !== undefined && object.cluster !== null)
       ? Cluster.fromPartial(object.cluster)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseGetJoinTokensRequest(): GetJoinTokensRequest {
-  return {};
-}
-
-export const GetJoinTokensRequest: MessageFns<GetJoinTokensRequest> = {
-  encode(_: GetJoinTokensRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GetJoinTokensRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetJoinTokensRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(_: any): GetJoinTokensRequest {
-    return {};
-  },
-
-  toJSON(_: GetJoinTokensRequest): unknown {
-    const obj: any = {};
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GetJoinTokensRequest>, I>>(base?: I): GetJoinTokensRequest {
-    return GetJoinTokensRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GetJoinTokensRequest>, I>>(_: I): GetJoinTokensRequest {
-    const message = createBaseGetJoinTokensRequest();
-    return message;
-  },
-};
-
-function createBaseGetJoinTokensResponse(): GetJoinTokensResponse {
-  return { tokens: undefined };
-}
-
-export const GetJoinTokensResponse: MessageFns<GetJoinTokensResponse> = {
-  encode(message: GetJoinTokensResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.tokens !== undefined) {
-      JoinTokens.encode(message.tokens, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): GetJoinTokensResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseGetJoinTokensResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.tokens = JoinTokens.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): GetJoinTokensResponse {
-    return { tokens: isSet(object.tokens) ? JoinTokens.fromJSON(object.tokens) : undefined };
-  },
-
-  toJSON(message: GetJoinTokensResponse): unknown {
-    const obj: any = {};
-    if (message.tokens !== undefined) {
-      obj.tokens = JoinTokens.toJSON(message.tokens);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<GetJoinTokensResponse>, I>>(base?: I): GetJoinTokensResponse {
-    return GetJoinTokensResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<GetJoinTokensResponse>, I>>(object: I): GetJoinTokensResponse {
-    const message = createBaseGetJoinTokensResponse();
-    message.tokens = (object.tokens !== undefined && object.tokens !== null)
-      ? JoinTokens.fromPartial(object.tokens)
-      : undefined;
-    return message;
-  },
-};
-
-function createBaseRotateJoinTokenRequest(): RotateJoinTokenRequest {
-  return { role: 0 };
-}
-
-export const RotateJoinTokenRequest: MessageFns<RotateJoinTokenRequest> = {
-  encode(message: RotateJoinTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.role !== 0) {
-      writer.uint32(8).int32(message.role);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RotateJoinTokenRequest {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRotateJoinTokenRequest();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.role = reader.int32() as any;
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RotateJoinTokenRequest {
-    return { role: isSet(object.role) ? nodeRoleFilterFromJSON(object.role) : 0 };
-  },
-
-  toJSON(message: RotateJoinTokenRequest): unknown {
-    const obj: any = {};
-    if (message.role !== 0) {
-      obj.role = nodeRoleFilterToJSON(message.role);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RotateJoinTokenRequest>, I>>(base?: I): RotateJoinTokenRequest {
-    return RotateJoinTokenRequest.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RotateJoinTokenRequest>, I>>(object: I): RotateJoinTokenRequest {
-    const message = createBaseRotateJoinTokenRequest();
-    message.role = object.role ?? 0;
-    return message;
-  },
-};
-
-function createBaseRotateJoinTokenResponse(): RotateJoinTokenResponse {
-  return { tokens: undefined };
-}
-
-export const RotateJoinTokenResponse: MessageFns<RotateJoinTokenResponse> = {
-  encode(message: RotateJoinTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.tokens !== undefined) {
-      JoinTokens.encode(message.tokens, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): RotateJoinTokenResponse {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRotateJoinTokenResponse();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
-              break;
-            }
-
-            message.tokens = JoinTokens.decode(reader, reader.uint32());
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): RotateJoinTokenResponse {
-    return { tokens: isSet(object.tokens) ? JoinTokens.fromJSON(object.tokens) : undefined };
-  },
-
-  toJSON(message: RotateJoinTokenResponse): unknown {
-    const obj: any = {};
-    if (message.tokens !== undefined) {
-      obj.tokens = JoinTokens.toJSON(message.tokens);
-    }
-    return obj;
-  },
-
-  create<I extends Exact<DeepPartial<RotateJoinTokenResponse>, I>>(base?: I): RotateJoinTokenResponse {
-    return RotateJoinTokenResponse.fromPartial(base ?? ({} as any));
-  },
-  fromPartial<I extends Exact<DeepPartial<RotateJoinTokenResponse>, I>>(object: I): RotateJoinTokenResponse {
-    const message = createBaseRotateJoinTokenResponse();
-    message.tokens = (object.tokens !== undefined && object.tokens !== null)
-      ? JoinTokens.fromPartial(object.tokens)
       : undefined;
     return message;
   },
@@ -1542,12 +1230,12 @@ export const UpdateNodeResponse: MessageFns<UpdateNodeResponse> = {
   },
 };
 
-function createBaseRemoveNodeRequest(): RemoveNodeRequest {
+function createBaseDeleteNodeRequest(): DeleteNodeRequest {
   return { node: "", force: false };
 }
 
-export const RemoveNodeRequest: MessageFns<RemoveNodeRequest> = {
-  encode(message: RemoveNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DeleteNodeRequest: MessageFns<DeleteNodeRequest> = {
+  encode(message: DeleteNodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.node !== "") {
       writer.uint32(10).string(message.node);
     }
@@ -1557,7 +1245,7 @@ export const RemoveNodeRequest: MessageFns<RemoveNodeRequest> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RemoveNodeRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteNodeRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1566,7 +1254,7 @@ export const RemoveNodeRequest: MessageFns<RemoveNodeRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRemoveNodeRequest();
+      const message = createBaseDeleteNodeRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1598,14 +1286,14 @@ export const RemoveNodeRequest: MessageFns<RemoveNodeRequest> = {
     }
   },
 
-  fromJSON(object: any): RemoveNodeRequest {
+  fromJSON(object: any): DeleteNodeRequest {
     return {
       node: isSet(object.node) ? globalThis.String(object.node) : "",
       force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
     };
   },
 
-  toJSON(message: RemoveNodeRequest): unknown {
+  toJSON(message: DeleteNodeRequest): unknown {
     const obj: any = {};
     if (message.node !== "") {
       obj.node = message.node;
@@ -1616,27 +1304,27 @@ export const RemoveNodeRequest: MessageFns<RemoveNodeRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<RemoveNodeRequest>, I>>(base?: I): RemoveNodeRequest {
-    return RemoveNodeRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<DeleteNodeRequest>, I>>(base?: I): DeleteNodeRequest {
+    return DeleteNodeRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<RemoveNodeRequest>, I>>(object: I): RemoveNodeRequest {
-    const message = createBaseRemoveNodeRequest();
+  fromPartial<I extends Exact<DeepPartial<DeleteNodeRequest>, I>>(object: I): DeleteNodeRequest {
+    const message = createBaseDeleteNodeRequest();
     message.node = object.node ?? "";
     message.force = object.force ?? false;
     return message;
   },
 };
 
-function createBaseRemoveNodeResponse(): RemoveNodeResponse {
+function createBaseDeleteNodeResponse(): DeleteNodeResponse {
   return {};
 }
 
-export const RemoveNodeResponse: MessageFns<RemoveNodeResponse> = {
-  encode(_: RemoveNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DeleteNodeResponse: MessageFns<DeleteNodeResponse> = {
+  encode(_: DeleteNodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RemoveNodeResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteNodeResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1645,7 +1333,7 @@ export const RemoveNodeResponse: MessageFns<RemoveNodeResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRemoveNodeResponse();
+      const message = createBaseDeleteNodeResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1661,20 +1349,20 @@ export const RemoveNodeResponse: MessageFns<RemoveNodeResponse> = {
     }
   },
 
-  fromJSON(_: any): RemoveNodeResponse {
+  fromJSON(_: any): DeleteNodeResponse {
     return {};
   },
 
-  toJSON(_: RemoveNodeResponse): unknown {
+  toJSON(_: DeleteNodeResponse): unknown {
     const obj: any = {};
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<RemoveNodeResponse>, I>>(base?: I): RemoveNodeResponse {
-    return RemoveNodeResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<DeleteNodeResponse>, I>>(base?: I): DeleteNodeResponse {
+    return DeleteNodeResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<RemoveNodeResponse>, I>>(_: I): RemoveNodeResponse {
-    const message = createBaseRemoveNodeResponse();
+  fromPartial<I extends Exact<DeepPartial<DeleteNodeResponse>, I>>(_: I): DeleteNodeResponse {
+    const message = createBaseDeleteNodeResponse();
     return message;
   },
 };
@@ -2439,19 +2127,19 @@ export const RollbackServiceResponse: MessageFns<RollbackServiceResponse> = {
   },
 };
 
-function createBaseRemoveServiceRequest(): RemoveServiceRequest {
+function createBaseDeleteServiceRequest(): DeleteServiceRequest {
   return { service: "" };
 }
 
-export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
-  encode(message: RemoveServiceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DeleteServiceRequest: MessageFns<DeleteServiceRequest> = {
+  encode(message: DeleteServiceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.service !== "") {
       writer.uint32(10).string(message.service);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RemoveServiceRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteServiceRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2460,7 +2148,7 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRemoveServiceRequest();
+      const message = createBaseDeleteServiceRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2484,11 +2172,11 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     }
   },
 
-  fromJSON(object: any): RemoveServiceRequest {
+  fromJSON(object: any): DeleteServiceRequest {
     return { service: isSet(object.service) ? globalThis.String(object.service) : "" };
   },
 
-  toJSON(message: RemoveServiceRequest): unknown {
+  toJSON(message: DeleteServiceRequest): unknown {
     const obj: any = {};
     if (message.service !== "") {
       obj.service = message.service;
@@ -2496,26 +2184,26 @@ export const RemoveServiceRequest: MessageFns<RemoveServiceRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<RemoveServiceRequest>, I>>(base?: I): RemoveServiceRequest {
-    return RemoveServiceRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<DeleteServiceRequest>, I>>(base?: I): DeleteServiceRequest {
+    return DeleteServiceRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<RemoveServiceRequest>, I>>(object: I): RemoveServiceRequest {
-    const message = createBaseRemoveServiceRequest();
+  fromPartial<I extends Exact<DeepPartial<DeleteServiceRequest>, I>>(object: I): DeleteServiceRequest {
+    const message = createBaseDeleteServiceRequest();
     message.service = object.service ?? "";
     return message;
   },
 };
 
-function createBaseRemoveServiceResponse(): RemoveServiceResponse {
+function createBaseDeleteServiceResponse(): DeleteServiceResponse {
   return {};
 }
 
-export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
-  encode(_: RemoveServiceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DeleteServiceResponse: MessageFns<DeleteServiceResponse> = {
+  encode(_: DeleteServiceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RemoveServiceResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteServiceResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -2524,7 +2212,7 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRemoveServiceResponse();
+      const message = createBaseDeleteServiceResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -2540,20 +2228,20 @@ export const RemoveServiceResponse: MessageFns<RemoveServiceResponse> = {
     }
   },
 
-  fromJSON(_: any): RemoveServiceResponse {
+  fromJSON(_: any): DeleteServiceResponse {
     return {};
   },
 
-  toJSON(_: RemoveServiceResponse): unknown {
+  toJSON(_: DeleteServiceResponse): unknown {
     const obj: any = {};
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<RemoveServiceResponse>, I>>(base?: I): RemoveServiceResponse {
-    return RemoveServiceResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<DeleteServiceResponse>, I>>(base?: I): DeleteServiceResponse {
+    return DeleteServiceResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<RemoveServiceResponse>, I>>(_: I): RemoveServiceResponse {
-    const message = createBaseRemoveServiceResponse();
+  fromPartial<I extends Exact<DeepPartial<DeleteServiceResponse>, I>>(_: I): DeleteServiceResponse {
+    const message = createBaseDeleteServiceResponse();
     return message;
   },
 };
@@ -3464,19 +3152,19 @@ export const GetNetworkResponse: MessageFns<GetNetworkResponse> = {
   },
 };
 
-function createBaseRemoveNetworkRequest(): RemoveNetworkRequest {
+function createBaseDeleteNetworkRequest(): DeleteNetworkRequest {
   return { network: "" };
 }
 
-export const RemoveNetworkRequest: MessageFns<RemoveNetworkRequest> = {
-  encode(message: RemoveNetworkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DeleteNetworkRequest: MessageFns<DeleteNetworkRequest> = {
+  encode(message: DeleteNetworkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.network !== "") {
       writer.uint32(10).string(message.network);
     }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RemoveNetworkRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteNetworkRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -3485,7 +3173,7 @@ export const RemoveNetworkRequest: MessageFns<RemoveNetworkRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRemoveNetworkRequest();
+      const message = createBaseDeleteNetworkRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -3509,11 +3197,11 @@ export const RemoveNetworkRequest: MessageFns<RemoveNetworkRequest> = {
     }
   },
 
-  fromJSON(object: any): RemoveNetworkRequest {
+  fromJSON(object: any): DeleteNetworkRequest {
     return { network: isSet(object.network) ? globalThis.String(object.network) : "" };
   },
 
-  toJSON(message: RemoveNetworkRequest): unknown {
+  toJSON(message: DeleteNetworkRequest): unknown {
     const obj: any = {};
     if (message.network !== "") {
       obj.network = message.network;
@@ -3521,26 +3209,26 @@ export const RemoveNetworkRequest: MessageFns<RemoveNetworkRequest> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<RemoveNetworkRequest>, I>>(base?: I): RemoveNetworkRequest {
-    return RemoveNetworkRequest.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<DeleteNetworkRequest>, I>>(base?: I): DeleteNetworkRequest {
+    return DeleteNetworkRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<RemoveNetworkRequest>, I>>(object: I): RemoveNetworkRequest {
-    const message = createBaseRemoveNetworkRequest();
+  fromPartial<I extends Exact<DeepPartial<DeleteNetworkRequest>, I>>(object: I): DeleteNetworkRequest {
+    const message = createBaseDeleteNetworkRequest();
     message.network = object.network ?? "";
     return message;
   },
 };
 
-function createBaseRemoveNetworkResponse(): RemoveNetworkResponse {
+function createBaseDeleteNetworkResponse(): DeleteNetworkResponse {
   return {};
 }
 
-export const RemoveNetworkResponse: MessageFns<RemoveNetworkResponse> = {
-  encode(_: RemoveNetworkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const DeleteNetworkResponse: MessageFns<DeleteNetworkResponse> = {
+  encode(_: DeleteNetworkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): RemoveNetworkResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteNetworkResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -3549,7 +3237,7 @@ export const RemoveNetworkResponse: MessageFns<RemoveNetworkResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseRemoveNetworkResponse();
+      const message = createBaseDeleteNetworkResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -3565,20 +3253,20 @@ export const RemoveNetworkResponse: MessageFns<RemoveNetworkResponse> = {
     }
   },
 
-  fromJSON(_: any): RemoveNetworkResponse {
+  fromJSON(_: any): DeleteNetworkResponse {
     return {};
   },
 
-  toJSON(_: RemoveNetworkResponse): unknown {
+  toJSON(_: DeleteNetworkResponse): unknown {
     const obj: any = {};
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<RemoveNetworkResponse>, I>>(base?: I): RemoveNetworkResponse {
-    return RemoveNetworkResponse.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<DeleteNetworkResponse>, I>>(base?: I): DeleteNetworkResponse {
+    return DeleteNetworkResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<RemoveNetworkResponse>, I>>(_: I): RemoveNetworkResponse {
-    const message = createBaseRemoveNetworkResponse();
+  fromPartial<I extends Exact<DeepPartial<DeleteNetworkResponse>, I>>(_: I): DeleteNetworkResponse {
+    const message = createBaseDeleteNetworkResponse();
     return message;
   },
 };
@@ -3588,7 +3276,7 @@ export const RemoveNetworkResponse: MessageFns<RemoveNetworkResponse> = {
  * manager certificate) uses to read and change the cluster. Every request is
  * validated with errors that name the field. Writes go through Raft. Reads
  * are linearizable (ReadIndex) unless `local_read` is set. A follower
- * forwards to the leader.
+ * forwards to the leader. Join tokens are the CA's (CAService in ca.proto).
  */
 export type ControlServiceService = typeof ControlServiceService;
 export const ControlServiceService = {
@@ -3610,27 +3298,6 @@ export const ControlServiceService = {
     responseSerialize: (value: UpdateClusterResponse): Buffer =>
       Buffer.from(UpdateClusterResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UpdateClusterResponse => UpdateClusterResponse.decode(value),
-  },
-  getJoinTokens: {
-    path: "/meshd.v1.ControlService/GetJoinTokens" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: GetJoinTokensRequest): Buffer => Buffer.from(GetJoinTokensRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): GetJoinTokensRequest => GetJoinTokensRequest.decode(value),
-    responseSerialize: (value: GetJoinTokensResponse): Buffer =>
-      Buffer.from(GetJoinTokensResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetJoinTokensResponse => GetJoinTokensResponse.decode(value),
-  },
-  rotateJoinToken: {
-    path: "/meshd.v1.ControlService/RotateJoinToken" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: RotateJoinTokenRequest): Buffer =>
-      Buffer.from(RotateJoinTokenRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): RotateJoinTokenRequest => RotateJoinTokenRequest.decode(value),
-    responseSerialize: (value: RotateJoinTokenResponse): Buffer =>
-      Buffer.from(RotateJoinTokenResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RotateJoinTokenResponse => RotateJoinTokenResponse.decode(value),
   },
   listNodes: {
     path: "/meshd.v1.ControlService/ListNodes" as const,
@@ -3659,14 +3326,14 @@ export const ControlServiceService = {
     responseSerialize: (value: UpdateNodeResponse): Buffer => Buffer.from(UpdateNodeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): UpdateNodeResponse => UpdateNodeResponse.decode(value),
   },
-  removeNode: {
-    path: "/meshd.v1.ControlService/RemoveNode" as const,
+  deleteNode: {
+    path: "/meshd.v1.ControlService/DeleteNode" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RemoveNodeRequest): Buffer => Buffer.from(RemoveNodeRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): RemoveNodeRequest => RemoveNodeRequest.decode(value),
-    responseSerialize: (value: RemoveNodeResponse): Buffer => Buffer.from(RemoveNodeResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RemoveNodeResponse => RemoveNodeResponse.decode(value),
+    requestSerialize: (value: DeleteNodeRequest): Buffer => Buffer.from(DeleteNodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteNodeRequest => DeleteNodeRequest.decode(value),
+    responseSerialize: (value: DeleteNodeResponse): Buffer => Buffer.from(DeleteNodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteNodeResponse => DeleteNodeResponse.decode(value),
   },
   createService: {
     path: "/meshd.v1.ControlService/CreateService" as const,
@@ -3718,15 +3385,15 @@ export const ControlServiceService = {
       Buffer.from(RollbackServiceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RollbackServiceResponse => RollbackServiceResponse.decode(value),
   },
-  removeService: {
-    path: "/meshd.v1.ControlService/RemoveService" as const,
+  deleteService: {
+    path: "/meshd.v1.ControlService/DeleteService" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RemoveServiceRequest): Buffer => Buffer.from(RemoveServiceRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): RemoveServiceRequest => RemoveServiceRequest.decode(value),
-    responseSerialize: (value: RemoveServiceResponse): Buffer =>
-      Buffer.from(RemoveServiceResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RemoveServiceResponse => RemoveServiceResponse.decode(value),
+    requestSerialize: (value: DeleteServiceRequest): Buffer => Buffer.from(DeleteServiceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteServiceRequest => DeleteServiceRequest.decode(value),
+    responseSerialize: (value: DeleteServiceResponse): Buffer =>
+      Buffer.from(DeleteServiceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteServiceResponse => DeleteServiceResponse.decode(value),
   },
   listTasks: {
     path: "/meshd.v1.ControlService/ListTasks" as const,
@@ -3766,38 +3433,36 @@ export const ControlServiceService = {
     responseSerialize: (value: GetNetworkResponse): Buffer => Buffer.from(GetNetworkResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetNetworkResponse => GetNetworkResponse.decode(value),
   },
-  removeNetwork: {
-    path: "/meshd.v1.ControlService/RemoveNetwork" as const,
+  deleteNetwork: {
+    path: "/meshd.v1.ControlService/DeleteNetwork" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RemoveNetworkRequest): Buffer => Buffer.from(RemoveNetworkRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): RemoveNetworkRequest => RemoveNetworkRequest.decode(value),
-    responseSerialize: (value: RemoveNetworkResponse): Buffer =>
-      Buffer.from(RemoveNetworkResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RemoveNetworkResponse => RemoveNetworkResponse.decode(value),
+    requestSerialize: (value: DeleteNetworkRequest): Buffer => Buffer.from(DeleteNetworkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteNetworkRequest => DeleteNetworkRequest.decode(value),
+    responseSerialize: (value: DeleteNetworkResponse): Buffer =>
+      Buffer.from(DeleteNetworkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteNetworkResponse => DeleteNetworkResponse.decode(value),
   },
 } as const;
 
 export interface ControlServiceServer extends UntypedServiceImplementation {
   getCluster: handleUnaryCall<GetClusterRequest, GetClusterResponse>;
   updateCluster: handleUnaryCall<UpdateClusterRequest, UpdateClusterResponse>;
-  getJoinTokens: handleUnaryCall<GetJoinTokensRequest, GetJoinTokensResponse>;
-  rotateJoinToken: handleUnaryCall<RotateJoinTokenRequest, RotateJoinTokenResponse>;
   listNodes: handleUnaryCall<ListNodesRequest, ListNodesResponse>;
   getNode: handleUnaryCall<GetNodeRequest, GetNodeResponse>;
   updateNode: handleUnaryCall<UpdateNodeRequest, UpdateNodeResponse>;
-  removeNode: handleUnaryCall<RemoveNodeRequest, RemoveNodeResponse>;
+  deleteNode: handleUnaryCall<DeleteNodeRequest, DeleteNodeResponse>;
   createService: handleUnaryCall<CreateServiceRequest, CreateServiceResponse>;
   listServices: handleUnaryCall<ListServicesRequest, ListServicesResponse>;
   getService: handleUnaryCall<GetServiceRequest, GetServiceResponse>;
   updateService: handleUnaryCall<UpdateServiceRequest, UpdateServiceResponse>;
   rollbackService: handleUnaryCall<RollbackServiceRequest, RollbackServiceResponse>;
-  removeService: handleUnaryCall<RemoveServiceRequest, RemoveServiceResponse>;
+  deleteService: handleUnaryCall<DeleteServiceRequest, DeleteServiceResponse>;
   listTasks: handleUnaryCall<ListTasksRequest, ListTasksResponse>;
   createNetwork: handleUnaryCall<CreateNetworkRequest, CreateNetworkResponse>;
   listNetworks: handleUnaryCall<ListNetworksRequest, ListNetworksResponse>;
   getNetwork: handleUnaryCall<GetNetworkRequest, GetNetworkResponse>;
-  removeNetwork: handleUnaryCall<RemoveNetworkRequest, RemoveNetworkResponse>;
+  deleteNetwork: handleUnaryCall<DeleteNetworkRequest, DeleteNetworkResponse>;
 }
 
 export interface ControlServiceClient extends Client {
@@ -3831,36 +3496,6 @@ export interface ControlServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UpdateClusterResponse) => void,
   ): ClientUnaryCall;
-  getJoinTokens(
-    request: GetJoinTokensRequest,
-    callback: (error: ServiceError | null, response: GetJoinTokensResponse) => void,
-  ): ClientUnaryCall;
-  getJoinTokens(
-    request: GetJoinTokensRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: GetJoinTokensResponse) => void,
-  ): ClientUnaryCall;
-  getJoinTokens(
-    request: GetJoinTokensRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: GetJoinTokensResponse) => void,
-  ): ClientUnaryCall;
-  rotateJoinToken(
-    request: RotateJoinTokenRequest,
-    callback: (error: ServiceError | null, response: RotateJoinTokenResponse) => void,
-  ): ClientUnaryCall;
-  rotateJoinToken(
-    request: RotateJoinTokenRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: RotateJoinTokenResponse) => void,
-  ): ClientUnaryCall;
-  rotateJoinToken(
-    request: RotateJoinTokenRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RotateJoinTokenResponse) => void,
-  ): ClientUnaryCall;
   listNodes(
     request: ListNodesRequest,
     callback: (error: ServiceError | null, response: ListNodesResponse) => void,
@@ -3906,20 +3541,20 @@ export interface ControlServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: UpdateNodeResponse) => void,
   ): ClientUnaryCall;
-  removeNode(
-    request: RemoveNodeRequest,
-    callback: (error: ServiceError | null, response: RemoveNodeResponse) => void,
+  deleteNode(
+    request: DeleteNodeRequest,
+    callback: (error: ServiceError | null, response: DeleteNodeResponse) => void,
   ): ClientUnaryCall;
-  removeNode(
-    request: RemoveNodeRequest,
+  deleteNode(
+    request: DeleteNodeRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: RemoveNodeResponse) => void,
+    callback: (error: ServiceError | null, response: DeleteNodeResponse) => void,
   ): ClientUnaryCall;
-  removeNode(
-    request: RemoveNodeRequest,
+  deleteNode(
+    request: DeleteNodeRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RemoveNodeResponse) => void,
+    callback: (error: ServiceError | null, response: DeleteNodeResponse) => void,
   ): ClientUnaryCall;
   createService(
     request: CreateServiceRequest,
@@ -3996,20 +3631,20 @@ export interface ControlServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RollbackServiceResponse) => void,
   ): ClientUnaryCall;
-  removeService(
-    request: RemoveServiceRequest,
-    callback: (error: ServiceError | null, response: RemoveServiceResponse) => void,
+  deleteService(
+    request: DeleteServiceRequest,
+    callback: (error: ServiceError | null, response: DeleteServiceResponse) => void,
   ): ClientUnaryCall;
-  removeService(
-    request: RemoveServiceRequest,
+  deleteService(
+    request: DeleteServiceRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: RemoveServiceResponse) => void,
+    callback: (error: ServiceError | null, response: DeleteServiceResponse) => void,
   ): ClientUnaryCall;
-  removeService(
-    request: RemoveServiceRequest,
+  deleteService(
+    request: DeleteServiceRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RemoveServiceResponse) => void,
+    callback: (error: ServiceError | null, response: DeleteServiceResponse) => void,
   ): ClientUnaryCall;
   listTasks(
     request: ListTasksRequest,
@@ -4071,20 +3706,20 @@ export interface ControlServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetNetworkResponse) => void,
   ): ClientUnaryCall;
-  removeNetwork(
-    request: RemoveNetworkRequest,
-    callback: (error: ServiceError | null, response: RemoveNetworkResponse) => void,
+  deleteNetwork(
+    request: DeleteNetworkRequest,
+    callback: (error: ServiceError | null, response: DeleteNetworkResponse) => void,
   ): ClientUnaryCall;
-  removeNetwork(
-    request: RemoveNetworkRequest,
+  deleteNetwork(
+    request: DeleteNetworkRequest,
     metadata: Metadata,
-    callback: (error: ServiceError | null, response: RemoveNetworkResponse) => void,
+    callback: (error: ServiceError | null, response: DeleteNetworkResponse) => void,
   ): ClientUnaryCall;
-  removeNetwork(
-    request: RemoveNetworkRequest,
+  deleteNetwork(
+    request: DeleteNetworkRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: RemoveNetworkResponse) => void,
+    callback: (error: ServiceError | null, response: DeleteNetworkResponse) => void,
   ): ClientUnaryCall;
 }
 
