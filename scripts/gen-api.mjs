@@ -30,8 +30,16 @@ function listFiles(dir) {
 const tmp = mkdtempSync(join(tmpdir(), 'meshd-gen-'));
 try {
   const buf = join(root, 'node_modules/.bin/buf');
-  execFileSync(buf, ['lint'], { cwd: root, stdio: 'inherit' });
-  execFileSync(buf, ['generate', '-o', tmp], { cwd: root, stdio: 'inherit' });
+  for (const args of [['lint'], ['generate', '-o', tmp]]) {
+    try {
+      execFileSync(buf, args, { cwd: root, stdio: 'inherit' });
+    } catch {
+      console.error(
+        `\`buf ${args[0]}\` failed (its findings are above); fix the .proto files and run \`npm run gen\` again`,
+      );
+      process.exit(1);
+    }
+  }
   const fresh = join(tmp, 'src/api/gen');
   if (checkOnly) {
     const want = listFiles(fresh).map((p) => relative(fresh, p));
