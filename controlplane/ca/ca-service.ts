@@ -4,12 +4,8 @@
  * handlers turn MeshErrors into gRPC statuses with the message intact.
  */
 import * as grpc from '@grpc/grpc-js';
-import {
-  type CAServiceServer,
-  CAServiceService,
-  CertificateState,
-  NodeRole as ProtoNodeRole,
-} from '../../src/api/gen/meshd/v1/ca.js';
+import { type CAServiceServer, CAServiceService, CertificateState } from '../../src/api/gen/meshd/v1/ca.js';
+import { NodeRole as ProtoNodeRole } from '../../src/api/gen/meshd/v1/objects.js';
 import type { Clock } from '../../src/common/clock.js';
 import { errorMessage, MeshError, ValidationError } from '../../src/common/errors.js';
 import { subsystemLogger } from '../../src/common/logger.js';

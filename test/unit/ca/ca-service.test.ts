@@ -11,7 +11,8 @@ import { createCaServer } from '../../../controlplane/ca/ca-service.js';
 import { CertificateAuthority } from '../../../controlplane/ca/certificate-authority.js';
 import { newJoinToken } from '../../../controlplane/ca/join-token.js';
 import { createKeyAndCsr } from '../../../controlplane/ca/node-identity.js';
-import { CAServiceClient, CertificateState, NodeRole } from '../../../src/api/gen/meshd/v1/ca.js';
+import { CAServiceClient, CertificateState } from '../../../src/api/gen/meshd/v1/ca.js';
+import { NodeRole } from '../../../src/api/gen/meshd/v1/objects.js';
 import { systemClock } from '../../../src/common/clock.js';
 import {
   bindSecure,

@@ -19,49 +19,11 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "./common.js";
+import { NodeRole, nodeRoleFromJSON, nodeRoleToJSON } from "./objects.js";
 
 export const protobufPackage = "meshd.v1";
 
 export const protobufFileName = "meshd/v1/ca.proto";
-
-export enum NodeRole {
-  NODE_ROLE_UNSPECIFIED = 0,
-  NODE_ROLE_MANAGER = 1,
-  NODE_ROLE_WORKER = 2,
-  UNRECOGNIZED = -1,
-}
-
-export function nodeRoleFromJSON(object: any): NodeRole {
-  switch (object) {
-    case 0:
-    case "NODE_ROLE_UNSPECIFIED":
-      return NodeRole.NODE_ROLE_UNSPECIFIED;
-    case 1:
-    case "NODE_ROLE_MANAGER":
-      return NodeRole.NODE_ROLE_MANAGER;
-    case 2:
-    case "NODE_ROLE_WORKER":
-      return NodeRole.NODE_ROLE_WORKER;
-    case -1:
-    case "UNRECOGNIZED":
-    default:
-      return NodeRole.UNRECOGNIZED;
-  }
-}
-
-export function nodeRoleToJSON(object: NodeRole): string {
-  switch (object) {
-    case NodeRole.NODE_ROLE_UNSPECIFIED:
-      return "NODE_ROLE_UNSPECIFIED";
-    case NodeRole.NODE_ROLE_MANAGER:
-      return "NODE_ROLE_MANAGER";
-    case NodeRole.NODE_ROLE_WORKER:
-      return "NODE_ROLE_WORKER";
-    case NodeRole.UNRECOGNIZED:
-    default:
-      return "UNRECOGNIZED";
-  }
-}
 
 export enum CertificateState {
   CERTIFICATE_STATE_UNSPECIFIED = 0,
