@@ -1,0 +1,112 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { MeshError, ValidationError } from '../../src/common/errors.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Where iproute2 bind-mounts named namespaces; the name is the file name. */
+export const NETNS_RUN_DIR = '/run/netns';
+
+// Names end up in file names, in `ip netns exec` argv and in log lines: keep
+// them to a conservative alphabet. 1..40 characters is plenty for
+// `<host prefix><kind><short id>`.
+const NETNS_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,39}$/;
+
+export class NetnsError extends MeshError {
+  constructor(operation: string, name: string, detail: string, cause?: unknown) {
+    super('NETNS', `netns ${operation} "${name}": ${detail}`, {
+      cause,
+      details: { operation, name },
+    });
+    this.name = 'NetnsError';
+  }
+}
+
+export function validateNetnsName(name: string, field = 'netns'): string {
+  if (!NETNS_NAME_PATTERN.test(name)) {
+    throw new ValidationError(
+      field,
+      `${field}: namespace name must match ${NETNS_NAME_PATTERN} (lowercase letters, digits, "-", "_", ` +
+        `1..40 characters), got ${JSON.stringify(name)}`,
+    );
+  }
+  return name;
+}
+
+/** Path of the bind mount that keeps a named namespace alive (an fd target for IFLA_NET_NS_FD). */
+export function netnsPath(name: string): string {
+  return `${NETNS_RUN_DIR}/${validateNetnsName(name)}`;
+}
+
+export function netnsExists(name: string): boolean {
+  return existsSync(netnsPath(name));
+}
+
+/** Names of every named namespace that starts with `prefix` (sorted). */
+export function listNetns(prefix = ''): string[] {
+  if (!existsSync(NETNS_RUN_DIR)) return [];
+  return readdirSync(NETNS_RUN_DIR)
+    .filter((n) => n.startsWith(prefix) && NETNS_NAME_PATTERN.test(n))
+    .sort();
+}
+
+async function ip(args: string[], operation: string, name: string): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync('ip', args, { timeout: 10_000 });
+    return stdout;
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim() ?? '';
+    throw new NetnsError(operation, name, stderr || String(err), err);
+  }
+}
+
+/**
+ * Creates a named namespace with loopback up. A leftover of the same exact
+ * name (from a killed run) is deleted first, so setup is idempotent and always
+ * starts from an empty namespace.
+ */
+export async function createNetns(name: string): Promise<void> {
+  validateNetnsName(name);
+  if (netnsExists(name)) await deleteNetns(name);
+  await ip(['netns', 'add', name], 'create', name);
+  await ip(['-n', name, 'link', 'set', 'lo', 'up'], 'loopback up', name);
+}
+
+/** Creates the namespace only when it does not exist yet (keeps its contents). */
+export async function ensureNetns(name: string): Promise<boolean> {
+  validateNetnsName(name);
+  if (netnsExists(name)) return false;
+  await ip(['netns', 'add', name], 'create', name);
+  await ip(['-n', name, 'link', 'set', 'lo', 'up'], 'loopback up', name);
+  return true;
+}
+
+/** Deletes a namespace by exact name; a missing one is not an error. */
+export async function deleteNetns(name: string): Promise<boolean> {
+  validateNetnsName(name);
+  if (!netnsExists(name)) return false;
+  await ip(['netns', 'del', name], 'delete', name);
+  return true;
+}
+
+/** Runs `argv` inside the namespace (`ip netns exec`), returning stdout; throws with stderr on failure. */
+export async function execInNetns(
+  name: string,
+  argv: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<string> {
+  validateNetnsName(name);
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined) throw new ValidationError('argv', 'argv: need at least a command, got []');
+  try {
+    const { stdout } = await execFileAsync('ip', ['netns', 'exec', name, cmd, ...rest], {
+      timeout: options.timeoutMs ?? 10_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim() ?? '';
+    throw new NetnsError(`exec ${argv.join(' ')}`, name, stderr || String(err), err);
+  }
+}
