@@ -72,7 +72,7 @@ export class RateLimitedLog {
     const suppressed = this.limiter.admit(key);
     if (suppressed === undefined) return;
     if (suppressed > 0)
-      this.log.warn({ ...fields, key, suppressed }, `${message} (${suppressed} similar suppressed)`);
-    else this.log.warn({ ...fields, key }, message);
+      this.log.warn({ ...fields, logKey: key, suppressed }, `${message} (${suppressed} similar suppressed)`);
+    else this.log.warn({ ...fields, logKey: key }, message);
   }
 }
