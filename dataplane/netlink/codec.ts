@@ -12,6 +12,7 @@ export const IFLA_NET_NS_FD = 28;
 const IFLA_VXLAN_ID = 1;
 const IFLA_VXLAN_LOCAL = 4;
 const IFLA_VXLAN_LEARNING = 7;
+const IFLA_VXLAN_PROXY = 11;
 const IFLA_VXLAN_PORT = 15;
 export const IFINFOMSG_LENGTH = 16;
 export const AF_INET = 2;
@@ -115,26 +116,32 @@ export function encodeVxlanData(o: VxlanOptions): Buffer {
     attr(IFLA_VXLAN_ID, u32(o.vni)),
     attr(IFLA_VXLAN_PORT, portBuf),
     attr(IFLA_VXLAN_LEARNING, Buffer.from([o.learning === true ? 1 : 0])),
+    attr(IFLA_VXLAN_PROXY, Buffer.from([o.arpProxy === true ? 1 : 0])),
   ];
   if (o.local !== undefined) parts.push(attr(IFLA_VXLAN_LOCAL, ipv4ToBuffer(o.local, 'vxlan.local')));
   return Buffer.concat(parts);
 }
 
-export function decodeVxlanData(data: Buffer): {
+export interface VxlanInfo {
   vni: number;
   port: number;
   local?: string;
   learning: boolean;
-} {
+  arpProxy: boolean;
+}
+
+export function decodeVxlanData(data: Buffer): VxlanInfo {
   const a = parseAttrs(data);
+  const proxy = a.get(IFLA_VXLAN_PROXY);
   const id = a.get(IFLA_VXLAN_ID);
   const port = a.get(IFLA_VXLAN_PORT);
   const local = a.get(IFLA_VXLAN_LOCAL);
   const learning = a.get(IFLA_VXLAN_LEARNING);
-  const out: { vni: number; port: number; local?: string; learning: boolean } = {
+  const out: VxlanInfo = {
     vni: id !== undefined && id.length >= 4 ? id.readUInt32LE(0) : 0,
     port: port !== undefined && port.length >= 2 ? port.readUInt16BE(0) : 0,
     learning: learning !== undefined && learning.length >= 1 ? learning[0] === 1 : false,
+    arpProxy: proxy !== undefined && proxy.length >= 1 ? proxy[0] === 1 : false,
   };
   if (local !== undefined && local.length === 4) out.local = bufferToIpv4(local);
   return out;

@@ -200,6 +200,7 @@ export class Rtnl implements RtnlOps {
       data.change = { up: true };
     }
     const attrs: Parameters<RtNetlinkSocket['setLink']>[1] = {};
+    if (change.name !== undefined) attrs.ifname = validateIfname(change.name);
     if (change.mtu !== undefined) attrs.mtu = change.mtu;
     if (change.mac !== undefined) attrs.address = macToBuffer(change.mac);
     if (change.master !== undefined)

@@ -12,6 +12,8 @@ export interface VxlanOptions {
   local?: string;
   /** Always false in meshd (static FDB, no learning); settable for tests. */
   learning?: boolean;
+  /** Answer ARP from the device's neighbour table (static entries) instead of flooding. */
+  arpProxy?: boolean;
 }
 
 export interface VethOptions {
@@ -32,6 +34,8 @@ export interface LinkSpec {
 }
 
 export interface LinkChange {
+  /** Rename (the kernel requires the link to be down). */
+  name?: string;
   up?: boolean;
   mtu?: number;
   mac?: string;
@@ -50,7 +54,7 @@ export interface LinkInfo {
   mac?: string;
   up: boolean;
   masterIndex?: number;
-  vxlan?: { vni: number; port: number; local?: string; learning: boolean };
+  vxlan?: { vni: number; port: number; local?: string; learning: boolean; arpProxy: boolean };
 }
 
 export interface AddrInfo {

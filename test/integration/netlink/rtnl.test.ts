@@ -39,7 +39,7 @@ test('bridge, vxlan (VNI, port, local, learning off) and veth links round-trip a
     name: 'vx0',
     kind: 'vxlan',
     mtu: 1450,
-    vxlan: { vni: 4097, port: 4789, local: '10.1.0.1' },
+    vxlan: { vni: 4097, port: 4789, local: '10.1.0.1', arpProxy: true },
   });
   await nl.addLink({
     name: 've0',
@@ -58,7 +58,7 @@ test('bridge, vxlan (VNI, port, local, learning off) and veth links round-trip a
   const links = await nl.links();
   const byName = new Map(links.map((l) => [l.name, l]));
   const vx = byName.get('vx0');
-  assert.deepEqual(vx?.vxlan, { vni: 4097, port: 4789, local: '10.1.0.1', learning: false });
+  assert.deepEqual(vx?.vxlan, { vni: 4097, port: 4789, local: '10.1.0.1', learning: false, arpProxy: true });
   assert.equal(vx?.masterIndex, byName.get('br0')?.index);
   assert.equal(byName.get('ve0')?.kind, 'veth');
   assert.equal(byName.get('ve0')?.mac, '02:42:0a:00:00:01');

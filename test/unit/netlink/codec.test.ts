@@ -28,7 +28,13 @@ test('parseAttrs stops at a truncated attribute instead of reading past the buff
 
 test('vxlan data round-trips VNI, port (big-endian), local and learning off by default', () => {
   const data = encodeVxlanData({ vni: 4097, local: '10.99.0.11' });
-  assert.deepEqual(decodeVxlanData(data), { vni: 4097, port: 4789, local: '10.99.0.11', learning: false });
+  assert.deepEqual(decodeVxlanData(data), {
+    vni: 4097,
+    port: 4789,
+    local: '10.99.0.11',
+    learning: false,
+    arpProxy: false,
+  });
   assert.throws(() => encodeVxlanData({ vni: 0 }), /vxlan\.vni must be an integer 1\.\.16777215, got 0/);
   assert.throws(() => encodeVxlanData({ vni: 5, port: 70000 }), /vxlan\.port must be an integer 1\.\.65535/);
 });
