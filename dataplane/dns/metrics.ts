@@ -24,33 +24,67 @@ export function rcodeName(rcode: number): string {
   return RCODE_NAMES[rcode] ?? 'OTHER';
 }
 
+/**
+ * The hot path only bumps plain numbers (a prom-client `inc` with labels
+ * costs about as much as answering a cached query); the numbers are moved
+ * into the prom-client counters when the registry is scraped.
+ */
 export class DnsMetrics {
-  private readonly queries: Counter<'transport'>;
-  private readonly responses: Counter<'rcode'>;
-  private readonly forwarded: Counter;
+  private readonly pending = {
+    queriesUdp: 0,
+    queriesTcp: 0,
+    responsesByRcode: new Array<number>(16).fill(0),
+    forwarded: 0,
+    cacheHits: 0,
+  };
   private readonly upstreamErrors: Counter<'reason'>;
   private readonly dropped: Counter<'reason'>;
   private readonly upstreamLatency: Histogram;
-  private readonly cacheHits: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.queries = new Counter({
+    const pending = this.pending;
+    const queries = new Counter({
       name: 'meshd_dns_queries_total',
       help: 'DNS queries received from sandboxes',
       labelNames: ['transport'],
       registers,
+      collect() {
+        queries.inc({ transport: 'udp' }, pending.queriesUdp);
+        queries.inc({ transport: 'tcp' }, pending.queriesTcp);
+        pending.queriesUdp = 0;
+        pending.queriesTcp = 0;
+      },
     });
-    this.responses = new Counter({
+    const responses = new Counter({
       name: 'meshd_dns_responses_total',
       help: 'DNS responses sent to sandboxes, by response code',
       labelNames: ['rcode'],
       registers,
+      collect() {
+        pending.responsesByRcode.forEach((count, rcode) => {
+          if (count > 0) responses.inc({ rcode: rcodeName(rcode) }, count);
+          pending.responsesByRcode[rcode] = 0;
+        });
+      },
     });
-    this.forwarded = new Counter({
+    const forwarded = new Counter({
       name: 'meshd_dns_forwarded_total',
       help: 'DNS queries forwarded to an upstream resolver',
       registers,
+      collect() {
+        forwarded.inc(pending.forwarded);
+        pending.forwarded = 0;
+      },
+    });
+    const cacheHits = new Counter({
+      name: 'meshd_dns_answer_cache_hits_total',
+      help: 'Cluster answers served from the encoded-answer cache',
+      registers,
+      collect() {
+        cacheHits.inc(pending.cacheHits);
+        pending.cacheHits = 0;
+      },
     });
     this.upstreamErrors = new Counter({
       name: 'meshd_dns_upstream_errors_total',
@@ -70,21 +104,20 @@ export class DnsMetrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
-    this.cacheHits = new Counter({
-      name: 'meshd_dns_answer_cache_hits_total',
-      help: 'Cluster answers served from the encoded-answer cache',
-      registers,
-    });
   }
 
   query(transport: Transport): void {
-    this.queries.inc({ transport });
+    if (transport === 'udp') this.pending.queriesUdp++;
+    else this.pending.queriesTcp++;
   }
   response(rcode: number): void {
-    this.responses.inc({ rcode: rcodeName(rcode) });
+    this.pending.responsesByRcode[rcode & 0x0f]!++;
   }
   forward(): void {
-    this.forwarded.inc();
+    this.pending.forwarded++;
+  }
+  cacheHit(): void {
+    this.pending.cacheHits++;
   }
   upstreamError(reason: UpstreamErrorReason): void {
     this.upstreamErrors.inc({ reason });
@@ -94,9 +127,6 @@ export class DnsMetrics {
   }
   upstreamLatencyMs(ms: number): void {
     this.upstreamLatency.observe(ms / 1000);
-  }
-  cacheHit(): void {
-    this.cacheHits.inc();
   }
 }
 

@@ -17,6 +17,7 @@ import { type Clock, systemClock } from '../../src/common/clock.js';
 import { errorMessage } from '../../src/common/errors.js';
 import { type Logger, subsystemLogger } from '../../src/common/logger.js';
 import { type Rng, SeededRng } from '../../src/common/rng.js';
+import { AnswerCache } from './answer-cache.js';
 import { decide } from './answerer.js';
 import { DEFAULT_FORWARDER_LIMITS, Forwarder, type ForwarderLimits } from './forwarder.js';
 import { DnsMetrics, type Transport } from './metrics.js';
@@ -71,7 +72,8 @@ export interface SandboxSockets {
 
 interface Scope {
   networks: readonly string[];
-  answers: Map<string, Buffer>;
+  /** UDP answers only: a TCP answer may be larger than the same query's UDP one. */
+  answers: AnswerCache;
 }
 
 interface Binding {
@@ -162,27 +164,33 @@ export class DnsServer {
     const key = networks.join(',');
     let scope = this.scopes.get(key);
     if (scope === undefined) {
-      scope = { networks, answers: new Map() };
+      scope = { networks, answers: new AnswerCache(this.limits.answerCacheEntries) };
       this.scopes.set(key, scope);
     }
     return scope;
   }
 
   private onUdp(binding: Binding, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const socket = binding.sockets.udp;
-    if (socket === undefined) return;
-    const reply = (bytes: Buffer | undefined): void => {
-      if (bytes === undefined || !this.bindings.has(binding.taskId)) return;
-      this.metrics.response(responseRcode(bytes));
-      socket.send(bytes, rinfo.port, rinfo.address, () => {});
-    };
     try {
       const result = this.answer(binding.taskId, msg, 'udp');
-      if (result instanceof Promise) result.then(reply, (err) => this.handlerError(err));
-      else reply(result);
+      if (result instanceof Promise)
+        result.then(
+          (bytes) => this.sendUdp(binding, bytes, rinfo),
+          (err) => this.handlerError(err),
+        );
+      else this.sendUdp(binding, result, rinfo);
     } catch (err) {
       this.handlerError(err);
     }
+  }
+
+  private sendUdp(binding: Binding, bytes: Buffer | undefined, rinfo: dgram.RemoteInfo): void {
+    const socket = binding.sockets.udp;
+    // A forwarded answer may come back after the sandbox went away.
+    if (bytes === undefined || socket === undefined || this.bindings.get(binding.taskId) !== binding) return;
+    this.metrics.response(responseRcode(bytes));
+    // No callback: a send error surfaces as the socket's 'error' event (rate-limited log).
+    socket.send(bytes, rinfo.port, rinfo.address);
   }
 
   private handlerError(err: unknown): void {
@@ -200,15 +208,12 @@ export class DnsServer {
   ): Buffer | undefined | Promise<Buffer | undefined> {
     this.metrics.query(transport);
     const scope = this.scopeOf(taskId);
-    const key = transport === 'udp' ? bytes.toString('latin1', 2) : undefined;
-    if (key !== undefined) {
-      const cached = scope.answers.get(key);
+    const useCache = transport === 'udp';
+    if (useCache) {
+      const cached = scope.answers.get(bytes);
       if (cached !== undefined) {
         this.metrics.cacheHit();
-        const out = Buffer.from(cached);
-        out[0] = bytes[0]!;
-        out[1] = bytes[1]!;
-        return out;
+        return cached;
       }
     }
     const parsed = parseQuery(bytes);
@@ -231,11 +236,7 @@ export class DnsServer {
         additionals: decision.additionals,
         maxBytes,
       });
-      if (key !== undefined && decision.cacheable) {
-        if (scope.answers.size >= this.limits.answerCacheEntries) scope.answers.clear();
-        scope.answers.set(key, out);
-        return Buffer.from(out);
-      }
+      if (useCache && decision.cacheable) scope.answers.set(bytes, out);
       return out;
     }
     return this.forward(bytes, query, maxBytes);
