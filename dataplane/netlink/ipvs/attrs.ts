@@ -47,6 +47,12 @@ export function u32(value: number): Buffer {
   return b;
 }
 
+export function u32be(value: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(value >>> 0);
+  return b;
+}
+
 export function cstring(value: string): Buffer {
   return Buffer.concat([Buffer.from(value, 'utf8'), Buffer.from([0])]);
 }
@@ -83,6 +89,8 @@ export const readU16 = (buf: Buffer | undefined, field: string): number =>
   need(buf, 2, field).readUInt16LE(0);
 export const readU16be = (buf: Buffer | undefined, field: string): number =>
   need(buf, 2, field).readUInt16BE(0);
+export const readU32be = (buf: Buffer | undefined, field: string): number =>
+  need(buf, 4, field).readUInt32BE(0);
 export const readU32 = (buf: Buffer | undefined, field: string): number =>
   need(buf, 4, field).readUInt32LE(0);
 

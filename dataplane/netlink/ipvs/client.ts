@@ -1,7 +1,7 @@
-import { execa } from 'execa';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createGenericNetlink, FlagsGet, type GenericNetlinkSocket, genl } from 'netlink';
 import { MeshError } from '../../../src/common/errors.js';
-import { subsystemLogger } from '../../../src/common/logger.js';
 import {
   decodeDestination,
   decodeInfo,
@@ -17,7 +17,9 @@ import { IPVS_GENL_NAME, IPVS_GENL_VERSION, IpvsCmd } from './constants.js';
 import type { IpvsDestination, IpvsInfo, IpvsService, IpvsServiceKey, IpvsTimeouts } from './types.js';
 import { serviceKeyText } from './types.js';
 
-const log = subsystemLogger('ipvs');
+// No execa and no logger here: this module also runs inside lab VMs, where
+// loading them costs seconds under emulation. Failures surface as errors.
+const run = promisify(execFile);
 
 /** Raised when this kernel (or network namespace) has no IPVS; backend selection catches it. */
 export const IPVS_UNAVAILABLE = 'IPVS_UNAVAILABLE';
@@ -67,16 +69,21 @@ export class IpvsClient {
     const socket = createGenericNetlink();
     try {
       let familyId = await resolveFamily(socket);
+      let modprobeNote = '';
       if (familyId === undefined && (options.modprobe ?? true)) {
-        const probe = await execa('modprobe', ['ip_vs'], { reject: false });
-        log.debug({ exitCode: probe.exitCode, stderr: probe.stderr }, 'modprobe ip_vs');
+        try {
+          await run('modprobe', ['ip_vs'], { timeout: REQUEST_TIMEOUT_MS });
+        } catch (err) {
+          const stderr = (err as { stderr?: string }).stderr?.trim();
+          modprobeNote = `; "modprobe ip_vs" failed: ${stderr || (err instanceof Error ? err.message : String(err))}`;
+        }
         familyId = await resolveFamily(socket);
       }
       if (familyId === undefined) {
         throw new MeshError(
           IPVS_UNAVAILABLE,
           `IPVS is not available: the generic-netlink family "${IPVS_GENL_NAME}" does not resolve in this kernel ` +
-            '(CONFIG_IP_VS unset or module ip_vs not loadable); use the nftables load-balancer backend',
+            `(CONFIG_IP_VS unset or module ip_vs not loadable${modprobeNote}); use the nftables load-balancer backend`,
         );
       }
       return new IpvsClient(socket, familyId);

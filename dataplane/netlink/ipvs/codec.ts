@@ -10,9 +10,11 @@ import {
   readU16,
   readU16be,
   readU32,
+  readU32be,
   u16,
   u16be,
   u32,
+  u32be,
 } from './attrs.js';
 import {
   AF_INET,
@@ -138,7 +140,8 @@ export function encodeService(service: IpvsService): Buffer {
     attr(SvcAttr.SCHED_NAME, cstring(service.scheduler)),
     attr(SvcAttr.FLAGS, flags),
     attr(SvcAttr.TIMEOUT, u32(service.persistenceS)),
-    attr(SvcAttr.NETMASK, u32(service.netmask)),
+    // The kernel keeps the netmask in network byte order (__be32).
+    attr(SvcAttr.NETMASK, u32be(service.netmask)),
   ];
   if (service.persistenceEngine !== '') {
     if (Buffer.byteLength(service.persistenceEngine) >= PE_NAME_MAX_BYTES) {
@@ -198,7 +201,9 @@ export function decodeService(payload: Buffer): IpvsService {
       flag3: (flags & SvcFlag.SCHED3) !== 0,
     },
     persistenceS: (flags & SvcFlag.PERSISTENT) !== 0 ? readU32(a.get(SvcAttr.TIMEOUT), 'service.timeout') : 0,
-    netmask: a.has(SvcAttr.NETMASK) ? readU32(a.get(SvcAttr.NETMASK), 'service.netmask') : NETMASK_ONE_CLIENT,
+    netmask: a.has(SvcAttr.NETMASK)
+      ? readU32be(a.get(SvcAttr.NETMASK), 'service.netmask')
+      : NETMASK_ONE_CLIENT,
     onePacket: (flags & SvcFlag.ONEPACKET) !== 0,
     persistenceEngine: a.has(SvcAttr.PE_NAME) ? readCString(a.get(SvcAttr.PE_NAME), 'service.pe') : '',
   };
@@ -239,6 +244,13 @@ export function encodeDestination(dest: IpvsDestination): Buffer {
     ['destination.lowerThreshold', dest.lowerThreshold],
   ] as const) {
     checkU32(value, field);
+  }
+  // The kernel answers ERANGE otherwise; say which field instead.
+  if (dest.lowerThreshold > dest.upperThreshold) {
+    throw new ValidationError(
+      'destination.lowerThreshold',
+      `destination.lowerThreshold: must be <= upperThreshold (${dest.upperThreshold}), got ${dest.lowerThreshold}`,
+    );
   }
   if (dest.weight > 0x7fffffff) {
     throw new ValidationError(

@@ -34,7 +34,7 @@ export interface IpvsService {
   schedFlags: { flag1: boolean; flag2: boolean; flag3: boolean };
   /** Persistence (ipvsadm -p) in seconds; 0 = not persistent. */
   persistenceS: number;
-  /** Persistence granularity; 0xffffffff (= 255.255.255.255, one client) when not set. */
+  /** Persistence granularity as a host-order mask: 0xffffff00 = /24; 0xffffffff (one client) by default. */
   netmask: number;
   /** One-packet scheduling (UDP): each datagram scheduled on its own. */
   onePacket: boolean;

@@ -200,6 +200,13 @@ describe('IPVS codec: destinations', () => {
     }
   });
 
+  it('a lower threshold above the upper one is rejected naming destination.lowerThreshold (the kernel says ERANGE)', () => {
+    assert.throws(
+      () => encodeDestination(destination({ upperThreshold: 0, lowerThreshold: 1 })),
+      (err: unknown) => err instanceof ValidationError && err.field === 'destination.lowerThreshold',
+    );
+  });
+
   it('a weight above 2^31-1 is rejected naming destination.weight', () => {
     assert.throws(
       () => encodeDestination(destination({ weight: 0x80000000 })),

@@ -1,0 +1,123 @@
+// Runs inside a lab VM (bundled by the host, see ../helpers.ts): executes a
+// JSON list of steps in one node process, because node starts in ~4 s under
+// emulation, and prints one JSON array of results. Steps never throw: each
+// result is { ok: true, value } or { ok: false, code, message }.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { IpvsClient } from '../../../dataplane/netlink/ipvs/client.js';
+import type {
+  IpvsDestination,
+  IpvsService,
+  IpvsServiceKey,
+  IpvsTimeouts,
+} from '../../../dataplane/netlink/ipvs/types.js';
+
+export type GuestStep =
+  | { step: 'sh'; cmd: string }
+  | { step: 'sleep'; ms: number }
+  | { step: 'info' }
+  | { step: 'flush' }
+  | { step: 'addService'; service: IpvsService }
+  | { step: 'updateService'; service: IpvsService }
+  | { step: 'deleteService'; key: IpvsServiceKey }
+  | { step: 'addDestination'; key: IpvsServiceKey; dest: IpvsDestination }
+  | { step: 'updateDestination'; key: IpvsServiceKey; dest: IpvsDestination }
+  | { step: 'deleteDestination'; key: IpvsServiceKey; address: string; port: number }
+  | { step: 'listServices' }
+  | { step: 'listDestinations'; key: IpvsServiceKey }
+  | { step: 'getTimeouts' }
+  | { step: 'setTimeouts'; timeouts: IpvsTimeouts }
+  /** A TCP server on address:port that answers every connection with `reply` then closes. */
+  | { step: 'tcpServe'; address: string; port: number; reply: string }
+  /** `count` sequential TCP connections; returns the replies. */
+  | { step: 'tcpConnect'; address: string; port: number; count: number };
+
+export type GuestResult = { ok: true; value: unknown } | { ok: false; code: string; message: string };
+
+async function connectOnce(address: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: address, port, timeout: 5_000 });
+    let data = '';
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+    });
+    socket.on('end', () => resolve(data));
+    socket.on('timeout', () => socket.destroy(new Error(`connect ${address}:${port} timed out`)));
+    socket.on('error', reject);
+  });
+}
+
+async function runStep(client: () => Promise<IpvsClient>, s: GuestStep): Promise<unknown> {
+  switch (s.step) {
+    case 'sh':
+      try {
+        return { stdout: execFileSync('bash', ['-c', s.cmd], { encoding: 'utf8' }), exitCode: 0 };
+      } catch (err) {
+        const e = err as { status?: number; stdout?: string; stderr?: string };
+        return { stdout: e.stdout ?? '', stderr: e.stderr ?? '', exitCode: e.status ?? -1 };
+      }
+    case 'sleep':
+      await sleep(s.ms);
+      return null;
+    case 'info':
+      return (await client()).info();
+    case 'flush':
+      return (await client()).flush();
+    case 'addService':
+      return (await client()).addService(s.service);
+    case 'updateService':
+      return (await client()).updateService(s.service);
+    case 'deleteService':
+      return (await client()).deleteService(s.key);
+    case 'addDestination':
+      return (await client()).addDestination(s.key, s.dest);
+    case 'updateDestination':
+      return (await client()).updateDestination(s.key, s.dest);
+    case 'deleteDestination':
+      return (await client()).deleteDestination(s.key, s.address, s.port);
+    case 'listServices':
+      return (await client()).listServices();
+    case 'listDestinations':
+      return (await client()).listDestinations(s.key);
+    case 'getTimeouts':
+      return (await client()).getTimeouts();
+    case 'setTimeouts':
+      return (await client()).setTimeouts(s.timeouts);
+    case 'tcpServe': {
+      const server = createServer((socket) => socket.end(s.reply));
+      await new Promise<void>((resolve) => server.listen(s.port, s.address, resolve));
+      server.unref();
+      return null;
+    }
+    case 'tcpConnect': {
+      const replies: string[] = [];
+      for (let i = 0; i < s.count; i++) replies.push(await connectOnce(s.address, s.port));
+      return replies;
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const steps = JSON.parse(readFileSync(process.argv[2] ?? '/dev/stdin', 'utf8')) as GuestStep[];
+  let opened: IpvsClient | undefined;
+  const client = async (): Promise<IpvsClient> => {
+    opened ??= await IpvsClient.open();
+    return opened;
+  };
+  const results: GuestResult[] = [];
+  for (const s of steps) {
+    try {
+      results.push({ ok: true, value: (await runStep(client, s)) ?? null });
+    } catch (err) {
+      const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : 'ERROR';
+      results.push({ ok: false, code, message: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  opened?.close();
+  process.stdout.write(`${JSON.stringify(results)}\n`);
+  process.exit(0);
+}
+
+void main();
