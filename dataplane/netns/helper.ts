@@ -178,3 +178,35 @@ export class NetnsHelper {
     clearTimeout(timer);
   }
 }
+
+export type SocketRequest = { kind: 'udp4' | 'tcp4'; address: string; port: number };
+export type OpenedSocket =
+  | { kind: 'udp4'; socket: dgram.Socket; bound: SocketResult }
+  | { kind: 'tcp4'; server: net.Server; bound: SocketResult };
+
+/**
+ * Opens sockets inside `netns` with a short-lived helper and returns them; the
+ * helper exits afterwards and the sockets keep working in this process. For
+ * namespaces that need sockets once (the embedded DNS on 127.0.0.11:53 of a
+ * task sandbox) but no long-lived helper.
+ */
+export async function openSocketsInNetns(
+  netns: string,
+  requests: readonly SocketRequest[],
+): Promise<OpenedSocket[]> {
+  const helper = await NetnsHelper.start(netns);
+  const opened: OpenedSocket[] = [];
+  try {
+    for (const r of requests) {
+      if (r.kind === 'udp4')
+        opened.push({ kind: 'udp4', ...(await helper.openUdpSocket(r.address, r.port)) });
+      else opened.push({ kind: 'tcp4', ...(await helper.openTcpServer(r.address, r.port)) });
+    }
+    return opened;
+  } catch (err) {
+    for (const o of opened) (o.kind === 'udp4' ? o.socket : o.server).close();
+    throw err;
+  } finally {
+    await helper.stop();
+  }
+}

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { NetnsHelper } from '../../../dataplane/netns/helper.js';
+import { NetnsHelper, openSocketsInNetns } from '../../../dataplane/netns/helper.js';
 import {
   createNetns,
   deleteNetns,
@@ -140,4 +140,48 @@ describe('namespace helper and socket handoff', () => {
     assert.equal((await inNs(NS, 'cat', ['/proc/sys/net/ipv4/ip_forward'])).trim(), '1');
     await assert.rejects(helper.sysctl('kernel.hostname', 'x'), /sysctl key must match/);
   });
+
+  test('sockets from a short-lived helper keep serving after the helper has exited', async () => {
+    const [opened] = await openSocketsInNetns(NS, [{ kind: 'udp4', address: '127.0.0.11', port: 0 }]);
+    assert.equal(opened?.kind, 'udp4');
+    if (opened?.kind !== 'udp4') return;
+    try {
+      opened.socket.on('message', (msg, rinfo) => opened.socket.send(msg, rinfo.port, rinfo.address));
+      const out = await inNs(NS, process.execPath, [
+        '-e',
+        `const s=require('dgram').createSocket('udp4');s.on('message',m=>{process.stdout.write(m);s.close()});` +
+          `s.send('again',${opened.bound.port},'127.0.0.11');setTimeout(()=>process.exit(3),3000).unref()`,
+      ]).catch((e: unknown) => String(e));
+      assert.equal(out, 'again');
+    } finally {
+      opened.socket.close();
+    }
+  });
+
+  test('a helper exits when its parent is killed', async () => {
+    const script =
+      `import { NetnsHelper } from ${JSON.stringify(new URL('../../../dataplane/netns/helper.ts', import.meta.url).href)};` +
+      `const h = await NetnsHelper.start(${JSON.stringify(NS)}); console.log(h.pid); setInterval(() => {}, 1000);`;
+    const parent = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const helperPid = await new Promise<number>((resolve, reject) => {
+      parent.stdout?.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+      parent.once('exit', (code) => reject(new Error(`parent exited early with ${code}`)));
+    });
+    assert.ok(helperPid > 0);
+    parent.kill('SIGKILL');
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && isAlive(helperPid)) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(isAlive(helperPid), false, `helper ${helperPid} outlived its parent`);
+  });
 });
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
