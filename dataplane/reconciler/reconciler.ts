@@ -69,6 +69,8 @@ export class Reconciler {
   readonly registry = new Registry();
   private readonly driftCounter: Counter<'programmer'>;
   private current: DesiredState | null = null;
+  /** Per programmer: the model it last programmed successfully (what an apply plans against). */
+  private readonly programmed = new Map<AnyProgrammer, unknown>();
   private running: Promise<unknown> = Promise.resolve();
   private readonly stats: ReconcilerStatus = {
     version: null,
@@ -147,13 +149,30 @@ export class Reconciler {
   private async sync(state: DesiredState, kind: 'apply' | 'resync'): Promise<ReconcileResult> {
     const startedMs = performance.now();
     const desiredModels = this.programmers.map((p) => p.desired(state));
-    const plans: unknown[][] = [];
-    for (const [i, p] of this.programmers.entries()) plans.push(p.plan(desiredModels[i], await p.dump()));
     const results: ProgrammerResult[] = [];
     try {
       for (const [i, p] of this.programmers.entries()) {
-        const changes = plans[i] ?? [];
-        const applied = changes.length === 0 ? { kernelOperations: 0 } : await p.apply(changes);
+        // An apply plans against what this process last programmed (O(what changed)); a
+        // resync, or an apply with nothing remembered, re-reads the kernel (O(everything)).
+        const fromMemory = kind === 'apply' && this.programmed.has(p);
+        let changes = p.plan(desiredModels[i], fromMemory ? this.programmed.get(p) : await p.dump());
+        let applied = { kernelOperations: 0 };
+        if (changes.length > 0) {
+          this.programmed.delete(p);
+          try {
+            applied = await p.apply(changes);
+          } catch (err) {
+            if (!fromMemory) throw err;
+            // The kernel drifted under a plan made from memory: re-read it and try once more.
+            log.warn(
+              { programmer: p.name, err: errorMessage(err) },
+              'apply from memory failed; re-reading the kernel',
+            );
+            changes = p.plan(desiredModels[i], await p.dump());
+            applied = changes.length === 0 ? applied : await p.apply(changes);
+          }
+        }
+        this.programmed.set(p, desiredModels[i]);
         results.push({ name: p.name, changes: changes.length, kernelOperations: applied.kernelOperations });
         if (kind === 'resync' && changes.length > 0) {
           this.driftCounter.inc({ programmer: p.name }, changes.length);
@@ -164,6 +183,7 @@ export class Reconciler {
       this.stats.lastError = null;
     } catch (err) {
       this.stats.lastError = errorMessage(err);
+      this.programmed.clear();
       throw err;
     }
     this.current = state;

@@ -1,34 +1,38 @@
 /**
- * nftables load-balancer backend (kube-proxy's nftables proxier is the model).
+ * nftables load-balancer backend (kube-proxy's nftables proxier is the model,
+ * with per-service state moved from chains into map elements).
  *
  * One table `ip meshd` per scope namespace (the host namespace, and each
  * overlay network's namespace):
  *
- *   map vips  { ipv4_addr . inet_proto . inet_service : verdict }   VIP:port -> goto vs_*
- *   map ports { inet_proto . inet_service : verdict }               published port on any local address
+ *   map vips       { ipv4_addr . inet_proto . inet_service : verdict }  VIP . proto . port -> goto selector
+ *   map ports      { inet_proto . inet_service : verdict }              published port on any local address
+ *   map vip_slots  { VIP . proto . port . slot : backend addr . port }  slot = 0..N-1; weight w = w slots
+ *   map port_slots { proto . port . slot : backend addr . port }
+ *   set draining   { VIP|0.0.0.0 . proto . port . backend addr . port } bookkeeping only, read back by dump
  *
  *   chain prerouting  (nat, dstnat)  ip daddr . l4proto . th dport vmap @vips
  *                                    fib daddr type local  l4proto . th dport vmap @ports
  *   chain output      (nat, -100)    the same two rules, for locally originated connections
- *   chain postrouting (nat, srcnat)  meta mark & SNAT_MARK  snat ip to <scope's lb address>
+ *   chain postrouting (nat, srcnat)  meta mark & SNAT_MARK  snat ip to <the scope's LB address>
  *
- *   chain vs_<proto>_<addr|any>_<port>     one per virtual service, one or two rules:
- *     meta l4proto P [mark |= SNAT_MARK] dnat ip to numgen random mod N map { 0: ep . port, ... }
- *       (jhash ip saddr mod N for source-hash; a backend of weight w holds w slots;
- *        `reject` when no backend is active)
- *     meta l4proto P ip daddr . th dport { draining... } comment "meshd draining"
- *       (never matches: it records draining backends so `dump` reads them back)
+ *   chain sel_<proto>_<r|h>_<s|n>_<N>  shared by every service with N slots:
+ *     meta l4proto P [mark |= SNAT_MARK] dnat ip to ip daddr . l4proto . th dport
+ *                                         . (numgen random | jhash ip saddr) mod N  map @vip_slots
+ *   chain psel_...                      the same over @port_slots for published ports
+ *   chain reject_<proto>                no active backend: reject (tcp reset)
  *
- * Packet path: a new connection hits prerouting, the vmap jumps to the service's
- * chain, which picks a backend and DNATs; conntrack remembers the mapping, so
- * only the first packet is balanced and an established flow survives its
- * backend becoming draining (out of the map) or removed. Connections marked in
- * the selection chain are SNATed to the node's LB address so replies return here.
+ * Packet path: the first packet of a connection hits prerouting; the vmap jumps
+ * to the selector for the service's slot count, which picks a slot and DNATs to
+ * it. Conntrack remembers the mapping, so only new connections are balanced: an
+ * established flow survives its backend turning draining (its slots removed,
+ * it stays in `draining`) or being removed. Connections marked by a selector
+ * are SNATed to the node's LB address so replies come back through this node.
  *
- * Changes are element updates plus one chain flush/refill per changed service,
- * sent as one `nft -f` transaction per namespace (atomic per scope).
+ * So a change to a service is element updates only (its verdict, its slots,
+ * its draining entries), and the few selector chains are shared. All changes of
+ * one sync go to each namespace as one atomic `nft -f` transaction.
  */
-import { assertNever } from '../../../src/common/errors.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
 import { planLbChanges } from '../plan.js';
 import {
@@ -44,10 +48,14 @@ import {
 import type { NftExecutor } from './executor.js';
 import { parseScopeDump } from './parse.js';
 import {
-  renderAddService,
-  renderRemoveService,
+  footprintOf,
+  keysOf,
+  renderSelectorChain,
+  renderServiceElements,
   renderSkeleton,
-  renderUpdateService,
+  type ServiceFootprint,
+  selectorChainName,
+  selectorOf,
   TABLE,
 } from './render.js';
 
@@ -60,17 +68,19 @@ export interface NftLoadBalancerOptions {
 
 const log = subsystemLogger('lb-nft');
 
-interface ScopeBatch {
-  scope: LbScope;
-  lines: string[];
-  operations: number;
+/** What this process knows a scope's table holds (from the last dump or apply). */
+interface ScopeKnowledge {
+  /** False: the base maps/chains must be (re)written before anything else. */
+  skeletonIntact: boolean;
   snatAddress: string | null;
+  selectors: Set<string>;
+  verdicts: Set<string>;
+  footprints: Map<string, ServiceFootprint>;
 }
 
 export class NftLoadBalancer implements LoadBalancer {
   readonly backendName = 'nftables';
-  /** Per scope key: the SNAT address of a skeleton known intact (from the last dump or apply). */
-  private readonly skeletons = new Map<string, string | null>();
+  private readonly scopes = new Map<string, ScopeKnowledge>();
 
   constructor(private readonly options: NftLoadBalancerOptions) {}
 
@@ -79,43 +89,77 @@ export class NftLoadBalancer implements LoadBalancer {
   }
 
   async apply(changes: readonly LbChange[]): Promise<LbApplyResult> {
-    const batches = new Map<string, ScopeBatch>();
+    const byScope = new Map<string, LbChange[]>();
     for (const change of changes) {
-      const scope = change.service.scope;
-      const key = scopeKey(scope);
-      let batch = batches.get(key);
-      if (batch === undefined) {
-        batch = { scope, lines: [], operations: 0, snatAddress: null };
-        batches.set(key, batch);
-      }
-      if (change.type !== 'remove-service' && change.service.snatAddress !== null)
-        batch.snatAddress = change.service.snatAddress;
-      const lines = this.render(change);
-      batch.lines.push(...lines);
-      batch.operations += lines.length;
+      const key = scopeKey(change.service.scope);
+      byScope.set(key, [...(byScope.get(key) ?? []), change]);
     }
     let kernelOperations = 0;
-    for (const [key, batch] of batches) {
-      const known = this.skeletons.get(key);
-      const needSnat = batch.snatAddress ?? (known === undefined ? null : known);
+    for (const [key, scopeChanges] of byScope) {
+      const scope = scopeChanges[0]!.service.scope;
+      const known = this.scopes.get(key);
+      const next: ScopeKnowledge = known
+        ? {
+            ...known,
+            selectors: new Set(known.selectors),
+            verdicts: new Set(known.verdicts),
+            footprints: new Map(known.footprints),
+          }
+        : {
+            skeletonIntact: false,
+            snatAddress: null,
+            selectors: new Set(),
+            verdicts: new Set(),
+            footprints: new Map(),
+          };
+      const wantSnat = scopeChanges.find((c) => c.type !== 'remove-service' && c.service.snatAddress !== null)
+        ?.service.snatAddress;
       const script: string[] = [];
-      if (known === undefined || known !== needSnat) {
-        const skeleton = renderSkeleton(needSnat);
-        script.push(...skeleton);
-        kernelOperations += skeleton.length;
+      if (!next.skeletonIntact || (wantSnat !== undefined && wantSnat !== next.snatAddress)) {
+        next.snatAddress = wantSnat ?? next.snatAddress;
+        next.skeletonIntact = true;
+        script.push(...renderSkeleton(next.snatAddress));
       }
-      script.push(...batch.lines);
-      kernelOperations += batch.operations;
-      const namespace = this.options.resolveScope(batch.scope);
+      const deletes: string[] = [];
+      const adds: string[] = [];
+      for (const change of scopeChanges) {
+        const keys = keysOf(change.service);
+        const old = {
+          footprint: next.footprints.get(keys.key) ?? { slotIndexes: [], draining: [] },
+          hasVerdict: next.verdicts.has(keys.key),
+        };
+        const target = change.type === 'remove-service' ? null : change.service;
+        if (target !== null) {
+          const selector = selectorOf(target);
+          const name = selectorChainName(selector);
+          if (!next.selectors.has(name)) {
+            script.push(...renderSelectorChain(selector));
+            next.selectors.add(name);
+          }
+        }
+        const rendered = renderServiceElements(keys, old, target);
+        deletes.push(...rendered.deletes);
+        adds.push(...rendered.adds);
+        if (target === null) {
+          next.footprints.delete(keys.key);
+          next.verdicts.delete(keys.key);
+        } else {
+          next.footprints.set(keys.key, footprintOf(target));
+          next.verdicts.add(keys.key);
+        }
+      }
+      script.push(...deletes.map((d) => `delete element ${d}`), ...adds.map((a) => `add element ${a}`));
+      kernelOperations += script.length;
+      const namespace = this.options.resolveScope(scope);
       try {
         await this.options.executor.run(namespace, `${script.join('\n')}\n`);
       } catch (err) {
-        // The transaction is atomic; forget what we knew so the next run re-reads.
-        this.skeletons.delete(key);
+        // The transaction is atomic and nothing changed, but our knowledge may be stale: re-read next time.
+        this.scopes.delete(key);
         throw err;
       }
-      this.skeletons.set(key, needSnat);
-      log.debug({ scope: key, namespace, lines: script.length }, 'nft transaction applied');
+      this.scopes.set(key, next);
+      log.debug({ scope: key, namespace, commands: script.length }, 'nft transaction applied');
     }
     return { kernelOperations };
   }
@@ -126,12 +170,18 @@ export class NftLoadBalancer implements LoadBalancer {
       const key = scopeKey(scope);
       const json = await this.options.executor.listTableJson(this.options.resolveScope(scope), TABLE);
       if (json === null) {
-        this.skeletons.delete(key);
+        this.scopes.delete(key);
         continue;
       }
       const dump = parseScopeDump(scope, json);
-      if (dump.skeletonIntact) this.skeletons.set(key, dump.snatAddress);
-      else this.skeletons.delete(key);
+      // Element knowledge stays valid when the skeleton is damaged: the repair deletes what exists.
+      this.scopes.set(key, {
+        skeletonIntact: dump.skeletonIntact,
+        snatAddress: dump.snatAddress,
+        selectors: dump.selectors,
+        verdicts: dump.verdicts,
+        footprints: dump.footprints,
+      });
       for (const service of dump.services) state.services.set(service.key, service);
     }
     return state;
@@ -143,20 +193,7 @@ export class NftLoadBalancer implements LoadBalancer {
       const namespace = this.options.resolveScope(scope);
       if ((await this.options.executor.listTableJson(namespace, TABLE)) !== null)
         await this.options.executor.run(namespace, `delete table ip ${TABLE}\n`);
-      this.skeletons.delete(scopeKey(scope));
-    }
-  }
-
-  private render(change: LbChange): string[] {
-    switch (change.type) {
-      case 'add-service':
-        return renderAddService(change.service);
-      case 'update-service':
-        return renderUpdateService(change.service);
-      case 'remove-service':
-        return renderRemoveService(change.service);
-      default:
-        return assertNever(change, 'LB change');
+      this.scopes.delete(scopeKey(scope));
     }
   }
 }

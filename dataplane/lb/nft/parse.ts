@@ -2,158 +2,143 @@ import { sortBackends } from '../model.js';
 import {
   ANY_LOCAL_ADDRESS,
   type LbBackend,
-  type LbProtocol,
-  type LbScheduler,
   type LbScope,
   type LbVirtualService,
   virtualServiceKey,
 } from '../types.js';
-import { DRAINING_COMMENT } from './render.js';
+import { ANY_ADDRESS_KEY, parseSelectorChainName, type ServiceFootprint } from './render.js';
 
 /**
  * Pure decoding of `nft -j list table ip meshd` back into the LB model, so the
- * planner compares like with like. Anything unexpected in a selection chain
- * makes that service read as absent: the next apply rewrites it (drift repair).
+ * planner compares like with like, plus each service's kernel footprint (which
+ * slot and draining elements exist) so an update deletes exactly what is there.
+ * A service whose selection chain is damaged reads as absent: the next sync
+ * rewrites it (drift repair).
  */
 
 export interface ScopeDump {
-  /** Base chains hold exactly the rules the skeleton writes. */
+  /** Base maps/chains hold exactly what the skeleton writes. */
   skeletonIntact: boolean;
   snatAddress: string | null;
+  /** Selection chains holding their one rule. */
+  selectors: Set<string>;
+  /** Element keys (`addr . proto . port` or `proto . port`) with a verdict element. */
+  verdicts: Set<string>;
+  /** By element key, including orphans without a verdict. */
+  footprints: Map<string, ServiceFootprint>;
   services: LbVirtualService[];
 }
 
 type Json = Record<string, unknown>;
-
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const concatOf = (v: unknown): unknown[] => (isObject(v) ? asArray(v['concat']) : []);
 
-interface ChainRules {
-  rules: Json[][];
-  comments: (string | undefined)[];
+function footprint(map: Map<string, ServiceFootprint>, key: string): ServiceFootprint {
+  let f = map.get(key);
+  if (f === undefined) {
+    f = { slotIndexes: [], draining: [] };
+    map.set(key, f);
+  }
+  return f;
 }
 
 export function parseScopeDump(scope: LbScope, json: unknown): ScopeDump {
   const items = isObject(json) ? asArray(json['nftables']) : [];
-  const chains = new Map<string, ChainRules>();
-  const elements: { map: string; key: unknown[]; target: string }[] = [];
-  const maps = new Set<string>();
+  const ruleCounts = new Map<string, number>();
+  const maps = new Map<string, unknown[]>();
+  let snatAddress: string | null = null;
   for (const item of items) {
     if (!isObject(item)) continue;
     const chain = item['chain'];
-    if (isObject(chain) && typeof chain['name'] === 'string' && !chains.has(chain['name']))
-      chains.set(chain['name'], { rules: [], comments: [] });
-    const map = item['map'];
-    if (isObject(map) && typeof map['name'] === 'string') {
-      maps.add(map['name']);
-      for (const elem of asArray(map['elem'])) {
-        const [key, verdict] = asArray(elem);
-        const goto = isObject(verdict) ? verdict['goto'] : undefined;
-        const concat = isObject(key) ? key['concat'] : undefined;
-        if (isObject(goto) && typeof goto['target'] === 'string' && Array.isArray(concat))
-          elements.push({ map: map['name'], key: concat, target: goto['target'] });
-      }
+    if (isObject(chain) && typeof chain['name'] === 'string')
+      ruleCounts.set(chain['name'], ruleCounts.get(chain['name']) ?? 0);
+    for (const kind of ['map', 'set'] as const) {
+      const m = item[kind];
+      if (isObject(m) && typeof m['name'] === 'string') maps.set(m['name'], asArray(m['elem']));
     }
     const rule = item['rule'];
     if (isObject(rule) && typeof rule['chain'] === 'string') {
-      const entry = chains.get(rule['chain']) ?? { rules: [], comments: [] };
-      chains.set(rule['chain'], entry);
-      entry.rules.push(asArray(rule['expr']).filter(isObject));
-      entry.comments.push(typeof rule['comment'] === 'string' ? rule['comment'] : undefined);
+      ruleCounts.set(rule['chain'], (ruleCounts.get(rule['chain']) ?? 0) + 1);
+      if (rule['chain'] === 'postrouting') {
+        const snat = asArray(rule['expr']).find((e) => isObject(e) && isObject(e['snat']));
+        const addr = isObject(snat) && isObject(snat['snat']) ? snat['snat']['addr'] : undefined;
+        if (typeof addr === 'string') snatAddress = addr;
+      }
     }
   }
-  const post = chains.get('postrouting');
-  const snatAddress = post === undefined ? null : parseSnat(post.rules[0]);
   const skeletonIntact =
-    maps.has('vips') &&
-    maps.has('ports') &&
-    chains.get('prerouting')?.rules.length === 2 &&
-    chains.get('output')?.rules.length === 2 &&
-    post !== undefined &&
-    post.rules.length === (snatAddress === null ? 0 : 1);
+    ['vips', 'ports', 'vip_slots', 'port_slots', 'draining'].every((m) => maps.has(m)) &&
+    ruleCounts.get('prerouting') === 2 &&
+    ruleCounts.get('output') === 2 &&
+    ruleCounts.get('postrouting') === (snatAddress === null ? 0 : 1);
+  const selectors = new Set(
+    [...ruleCounts].filter(([name, n]) => n === 1 && parseSelectorChainName(name)).map(([name]) => name),
+  );
+  const footprints = new Map<string, ServiceFootprint>();
+  const slotValues = new Map<string, Map<number, string>>();
+  for (const map of ['vip_slots', 'port_slots']) {
+    for (const elem of maps.get(map) ?? []) {
+      const [key, value] = asArray(elem);
+      const k = concatOf(key);
+      const v = concatOf(value);
+      const index = k.at(-1);
+      if (typeof index !== 'number' || v.length !== 2) continue;
+      const elementKey = k.slice(0, -1).join(' . ');
+      footprint(footprints, elementKey).slotIndexes.push(index);
+      const values = slotValues.get(elementKey) ?? new Map<number, string>();
+      slotValues.set(elementKey, values);
+      values.set(index, `${v[0]}:${v[1]}`);
+    }
+  }
+  for (const elem of maps.get('draining') ?? []) {
+    const [address, protocol, port, backendAddress, backendPort] = concatOf(elem);
+    const elementKey =
+      address === ANY_ADDRESS_KEY ? `${protocol} . ${port}` : `${address} . ${protocol} . ${port}`;
+    footprint(footprints, elementKey).draining.push(`${backendAddress} . ${backendPort}`);
+  }
+  const verdicts = new Set<string>();
   const services: LbVirtualService[] = [];
-  if (skeletonIntact)
-    for (const element of elements) {
-      const service = parseService(scope, element, chains.get(element.target), snatAddress);
-      if (service !== null) services.push(service);
-    }
-  return { skeletonIntact, snatAddress, services };
-}
-
-function parseSnat(rule: Json[] | undefined): string | null {
-  const snat = rule?.find((e) => isObject(e['snat']))?.['snat'];
-  return isObject(snat) && typeof snat['addr'] === 'string' ? snat['addr'] : null;
-}
-
-function parseService(
-  scope: LbScope,
-  element: { map: string; key: unknown[]; target: string },
-  chain: ChainRules | undefined,
-  scopeSnat: string | null,
-): LbVirtualService | null {
-  let address: string;
-  let protocol: unknown;
-  let port: unknown;
-  if (element.map === 'vips') [address, protocol, port] = element.key as [string, unknown, unknown];
-  else if (element.map === 'ports') {
-    address = ANY_LOCAL_ADDRESS;
-    [protocol, port] = element.key;
-  } else return null;
-  if ((protocol !== 'tcp' && protocol !== 'udp') || typeof port !== 'number' || typeof address !== 'string')
-    return null;
-  const first = chain?.rules[0];
-  if (chain === undefined || first === undefined || chain.rules.length > 2) return null;
-  let scheduler: LbScheduler = 'random';
-  let snatAddress: string | null = null;
-  const slots = new Map<string, LbBackend>();
-  const dnat = first.find((e) => isObject(e['dnat']))?.['dnat'];
-  if (isObject(dnat)) {
-    const map = isObject(dnat['addr']) ? dnat['addr']['map'] : undefined;
-    if (!isObject(map) || !isObject(map['key']) || !isObject(map['data'])) return null;
-    if (isObject(map['key']['jhash'])) scheduler = 'source-hash';
-    for (const entry of asArray(map['data']['set'])) {
-      const [, target] = asArray(entry);
-      const [backendAddress, backendPort] = isObject(target) ? asArray(target['concat']) : [];
-      if (typeof backendAddress !== 'string' || typeof backendPort !== 'number') return null;
-      const id = `${backendAddress}:${backendPort}`;
-      const seen = slots.get(id);
-      if (seen) seen.weight++;
-      else slots.set(id, { address: backendAddress, port: backendPort, weight: 1 });
-    }
-    if (first.some((e) => isObject(e['mangle']))) snatAddress = scopeSnat;
-  } else if (!first.some((e) => isObject(e['reject']))) return null;
-  const second = chain.rules[1];
-  if (second !== undefined) {
-    if (chain.comments[1] !== DRAINING_COMMENT) return null;
-    for (const [backendAddress, backendPort] of drainingPairs(second)) {
-      const id = `${backendAddress}:${backendPort}`;
-      if (!slots.has(id)) slots.set(id, { address: backendAddress, port: backendPort, weight: 0 });
+  for (const map of ['vips', 'ports']) {
+    for (const elem of maps.get(map) ?? []) {
+      const [key, verdict] = asArray(elem);
+      const goto = isObject(verdict) ? verdict['goto'] : undefined;
+      const target = isObject(goto) ? goto['target'] : undefined;
+      const parts = concatOf(key);
+      const elementKey = parts.join(' . ');
+      verdicts.add(elementKey);
+      if (!skeletonIntact || typeof target !== 'string' || !selectors.has(target)) continue;
+      const [address, protocol, port] = map === 'vips' ? parts : [ANY_LOCAL_ADDRESS, ...parts];
+      const spec = parseSelectorChainName(target);
+      if (spec === null || typeof address !== 'string' || typeof port !== 'number') continue;
+      if (protocol !== spec.protocol || spec.published !== (map === 'ports')) continue;
+      const backends = new Map<string, LbBackend>();
+      for (const value of slotValues.get(elementKey)?.values() ?? []) {
+        const seen = backends.get(value);
+        if (seen) seen.weight++;
+        else {
+          const [a, p] = value.split(':');
+          backends.set(value, { address: a!, port: Number(p), weight: 1 });
+        }
+      }
+      for (const d of footprints.get(elementKey)?.draining ?? []) {
+        const [a, p] = d.split(' . ');
+        if (!backends.has(`${a}:${p}`))
+          backends.set(`${a}:${p}`, { address: a!, port: Number(p), weight: 0 });
+      }
+      services.push({
+        key: virtualServiceKey(scope, spec.protocol, address, port),
+        scope,
+        protocol: spec.protocol,
+        address,
+        port,
+        scheduler: spec.hash ? 'source-hash' : 'random',
+        snatAddress: spec.snat ? snatAddress : null,
+        backends: sortBackends([...backends.values()]),
+      });
+      // A slot count that disagrees with the chain's modulus must read as drift.
+      if ((slotValues.get(elementKey)?.size ?? 0) !== spec.slots) services.pop();
     }
   }
-  return {
-    key: virtualServiceKey(scope, protocol, address, port),
-    scope,
-    protocol: protocol as LbProtocol,
-    address,
-    port,
-    scheduler,
-    snatAddress,
-    backends: sortBackends([...slots.values()]),
-  };
-}
-
-function drainingPairs(rule: Json[]): [string, number][] {
-  const out: [string, number][] = [];
-  for (const e of rule) {
-    const match = e['match'];
-    if (!isObject(match)) continue;
-    const right = match['right'];
-    const set = isObject(right) ? asArray(right['set']) : [];
-    for (const member of set) {
-      const concat = isObject(member) ? asArray(member['concat']) : [];
-      const [a, p] = concat;
-      if (typeof a === 'string' && typeof p === 'number') out.push([a, p]);
-    }
-  }
-  return out;
+  return { skeletonIntact, snatAddress, selectors, verdicts, footprints, services };
 }

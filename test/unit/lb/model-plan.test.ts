@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { desiredLbState } from '../../../dataplane/lb/model.js';
 import { parseScopeDump } from '../../../dataplane/lb/nft/parse.js';
-import { renderAddService, renderServiceRules } from '../../../dataplane/lb/nft/render.js';
+import {
+  keysOf,
+  parseSelectorChainName,
+  renderServiceElements,
+  selectorChainName,
+  selectorOf,
+} from '../../../dataplane/lb/nft/render.js';
 import { planLbChanges } from '../../../dataplane/lb/plan.js';
 import { emptyLbState } from '../../../dataplane/lb/types.js';
 import { EndpointState, PublishMode } from '../../../src/api/gen/meshd/v1/dataplane.js';
@@ -82,30 +88,52 @@ describe('LB planning', () => {
 });
 
 describe('nft rendering and dump decoding', () => {
-  test('a weight-w backend holds w selection slots and draining backends are recorded apart', () => {
-    const service = desiredLbState(sampleState()).services.get('net:app/tcp/10.10.0.100:8080')!;
+  const vip = () => desiredLbState(sampleState()).services.get('net:app/tcp/10.10.0.100:8080')!;
+
+  test('a weight-w backend holds w slots, draining backends are kept apart, the verdict names the shared selector', () => {
+    const service = vip();
     service.backends = [
       { address: '10.10.0.11', port: 8080, weight: 2 },
       { address: '10.10.0.12', port: 8080, weight: 0 },
     ];
-    const rules = renderServiceRules(service);
-    assert.match(
-      rules[0]!,
-      /numgen random mod 2 map \{ 0 : 10\.10\.0\.11 \. 8080, 1 : 10\.10\.0\.11 \. 8080 \}/,
+    const { deletes, adds } = renderServiceElements(
+      keysOf(service),
+      { footprint: { slotIndexes: [], draining: [] }, hasVerdict: false },
+      service,
     );
-    assert.match(rules[1]!, /ip daddr \. th dport \{ 10\.10\.0\.12 \. 8080 \} comment "meshd draining"/);
-    assert.match(
-      renderAddService(service).at(-1)!,
-      /add element ip meshd vips \{ 10\.10\.0\.100 \. tcp \. 8080 : goto/,
-    );
+    assert.deepEqual(deletes, []);
+    assert.deepEqual(adds, [
+      'ip meshd vip_slots { 10.10.0.100 . tcp . 8080 . 0 : 10.10.0.11 . 8080, 10.10.0.100 . tcp . 8080 . 1 : 10.10.0.11 . 8080 }',
+      'ip meshd draining { 10.10.0.100 . tcp . 8080 . 10.10.0.12 . 8080 }',
+      'ip meshd vips { 10.10.0.100 . tcp . 8080 : goto sel_tcp_r_s_2 }',
+    ]);
   });
 
-  test('a service with no active backend rejects new connections', () => {
-    const service = desiredLbState(sampleState()).services.get('net:app/tcp/10.10.0.100:8080')!;
-    service.backends = [];
-    assert.deepEqual(renderServiceRules(service), [
-      'add rule ip meshd vs_tcp_10_10_0_100_8080 meta l4proto tcp reject with tcp reset',
+  test('an update deletes exactly the elements the kernel holds before writing the new ones', () => {
+    const service = vip();
+    const { deletes } = renderServiceElements(
+      keysOf(service),
+      { footprint: { slotIndexes: [0, 3], draining: ['10.10.0.9 . 8080'] }, hasVerdict: true },
+      service,
+    );
+    assert.deepEqual(deletes, [
+      'ip meshd vips { 10.10.0.100 . tcp . 8080 }',
+      'ip meshd vip_slots { 10.10.0.100 . tcp . 8080 . 0, 10.10.0.100 . tcp . 8080 . 3 }',
+      'ip meshd draining { 10.10.0.100 . tcp . 8080 . 10.10.0.9 . 8080 }',
     ]);
+  });
+
+  test('a service with no active backend jumps to the reject chain', () => {
+    const service = vip();
+    service.backends = [];
+    assert.equal(selectorChainName(selectorOf(service)), 'reject_tcp');
+    assert.deepEqual(parseSelectorChainName('psel_udp_h_n_7'), {
+      published: true,
+      protocol: 'udp',
+      hash: true,
+      snat: false,
+      slots: 7,
+    });
   });
 
   test('a damaged skeleton reads as no services so the next sync rewrites the scope', () => {
