@@ -22,7 +22,7 @@ export interface SandboxModel {
   netns: string;
   taskId: string;
   attachments: SandboxAttachment[];
-  /** Sorted by dst. VIPs via their network's gateway; default via the first network's gateway. */
+  /** Sorted by dst. VIPs via their network's gateway; default via the ingress (else first) network's gateway. */
   routes: RouteSpec[];
   resolvConf: string;
 }
@@ -54,6 +54,12 @@ export function desiredSandboxes(state: DesiredState, hostPrefix: string): Sandb
     const netns = sandboxNetnsName(hostPrefix, s.taskId);
     const attachments: SandboxAttachment[] = [];
     const routes = new Map<string, RouteSpec>();
+    // Default route: through the ingress network when attached (replies to published-port
+    // clients must leave the way they came), else through the first attachment.
+    const defaultIndex = Math.max(
+      0,
+      s.attachments.findIndex((x) => networks.get(x.networkId)?.ingress === true),
+    );
     for (const [i, a] of s.attachments.entries()) {
       const n = networks.get(a.networkId);
       if (n === undefined) continue;
@@ -67,8 +73,9 @@ export function desiredSandboxes(state: DesiredState, hostPrefix: string): Sandb
         prefixLength: Number(n.subnet.split('/')[1] ?? '32'),
         mtu: n.mtu || underlayMtu - VXLAN_OVERHEAD_BYTES,
       });
-      if (i === 0 && n.gateway !== '')
+      if (i === defaultIndex && n.gateway !== '') {
         routes.set('default', { dst: 'default', gateway: n.gateway, dev: ifname });
+      }
       // VIPs sit inside the subnet but nothing answers ARP for them: route them to the
       // network namespace, where the load balancer rewrites the destination.
       for (const svc of state.services) {

@@ -64,7 +64,7 @@ function clone(m: SandboxesModel): SandboxesModel {
   return { sandboxes: new Map([...m.sandboxes].map(([k, v]) => [k, structuredClone(v)])) };
 }
 
-test('a sandbox gets one interface per attachment with its network MTU, a default route and VIP routes', () => {
+test('a sandbox gets one interface per attachment with its network MTU, VIP routes and a default route via ingress', () => {
   const m = desiredSandboxes(state(['10.10.0.100']), HOST);
   const s = m.sandboxes.get(sandboxNetnsName(HOST, 't1'));
   assert.deepEqual(
@@ -76,7 +76,7 @@ test('a sandbox gets one interface per attachment with its network MTU, a defaul
   );
   assert.deepEqual(s?.routes, [
     { dst: '10.10.0.100/32', gateway: '10.10.0.1', dev: 'eth0' },
-    { dst: 'default', gateway: '10.10.0.1', dev: 'eth0' },
+    { dst: 'default', gateway: '10.255.0.1', dev: 'eth1' },
   ]);
   assert.equal(s?.resolvConf, 'nameserver 127.0.0.11\noptions ndots:0\n');
 });
