@@ -22,8 +22,14 @@ function short(id: string): string {
   return createHash('sha256').update(id).digest('hex').slice(0, SHORT);
 }
 
+/**
+ * `<host prefix>n<network id>`, lowercased, other characters as "-", at most
+ * 40 characters: the same rule as dataplane/reconciler/node.ts, so the LB's
+ * scope resolver and the overlay always agree on the namespace.
+ */
 export function networkNetnsName(hostPrefix: string, networkId: string): string {
-  return `${hostPrefix}n${short(networkId)}`;
+  const id = networkId.toLowerCase().replace(/[^a-z0-9_-]/g, '-');
+  return `${hostPrefix}n${id}`.slice(0, 40);
 }
 
 export function sandboxNetnsName(hostPrefix: string, taskId: string): string {
