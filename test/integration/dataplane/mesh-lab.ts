@@ -14,6 +14,7 @@ import { lbProgrammer } from '../../../dataplane/lb/programmer.js';
 import type { LbScope } from '../../../dataplane/lb/types.js';
 import { NetnsHelper } from '../../../dataplane/netns/helper.js';
 import { createNetns } from '../../../dataplane/netns/netns.js';
+import { networkNetnsName } from '../../../dataplane/reconciler/node.js';
 import { Reconciler } from '../../../dataplane/reconciler/reconciler.js';
 import { type LabHost, labDown, labUp, type NetnsLab } from '../../../scripts/lab/lab.js';
 import {
@@ -88,7 +89,7 @@ export class MeshLab {
   }
 
   networkNetns(host: LabHost, networkId: string): string {
-    return `${host.netnsPrefix}n${networkId.slice(0, 3)}`;
+    return networkNetnsName(host.netnsPrefix, networkId);
   }
 
   sandboxNetns(taskId: string): string {
