@@ -9,6 +9,7 @@ import { helperHostAccess } from '../../../dataplane/netns/host.js';
 import { NetnsHelperPool } from '../../../dataplane/netns/pool.js';
 import { macFromIpv4 } from '../../../dataplane/overlay/names.js';
 import { type OverlayProgrammer, overlayProgrammer } from '../../../dataplane/overlay/programmer.js';
+import { Reconciler } from '../../../dataplane/reconciler/reconciler.js';
 import { type SandboxProgrammer, sandboxProgrammer } from '../../../dataplane/sandbox/programmer.js';
 import { type LabHost, labDown, labUp, type NetnsLab } from '../../../scripts/lab/lab.js';
 import { type DesiredState, EndpointMode } from '../../../src/api/gen/meshd/v1/dataplane.js';
@@ -21,6 +22,8 @@ export interface LabNode {
   helpers: NetnsHelperPool;
   overlay: OverlayProgrammer;
   sandbox: SandboxProgrammer;
+  /** The data plane's reconciler driving just these two programmers. */
+  reconciler: Reconciler;
 }
 
 export interface TaskSpec {
@@ -42,12 +45,15 @@ export class OverlayLab {
         const hostHelper = await NetnsHelper.start(host.netns);
         const helpers = new NetnsHelperPool();
         const access = helperHostAccess(hostHelper);
+        const overlay = overlayProgrammer({ hostPrefix: host.netnsPrefix, host: access, helpers });
+        const sandbox = sandboxProgrammer({ hostPrefix: host.netnsPrefix, helpers });
         ol.nodes.push({
           host,
           hostHelper,
           helpers,
-          overlay: overlayProgrammer({ hostPrefix: host.netnsPrefix, host: access, helpers }),
-          sandbox: sandboxProgrammer({ hostPrefix: host.netnsPrefix, helpers }),
+          overlay,
+          sandbox,
+          reconciler: new Reconciler([overlay, sandbox]),
         });
       }
     } catch (err) {
@@ -133,14 +139,14 @@ export class OverlayLab {
     };
   }
 
-  /** Reconciles host `index` to its desired state; returns the number of changes made. */
+  /** Reconciles host `index` to its desired state through the reconciler; returns the changes made. */
   async apply(index: number, state = this.stateFor(index)): Promise<number> {
-    const n = this.node(index);
-    const overlayPlan = n.overlay.plan(n.overlay.desired(state), await n.overlay.dump());
-    const sandboxPlan = n.sandbox.plan(n.sandbox.desired(state), await n.sandbox.dump());
-    await n.overlay.apply(overlayPlan);
-    await n.sandbox.apply(sandboxPlan);
-    return overlayPlan.length + sandboxPlan.length;
+    return (await this.node(index).reconciler.apply(state)).changes;
+  }
+
+  /** A resync of host `index` (re-reads the kernel); returns the drift it repaired. */
+  async resync(index: number): Promise<number> {
+    return (await this.node(index).reconciler.resync())?.changes ?? 0;
   }
 
   async down(): Promise<void> {

@@ -172,7 +172,7 @@ describe('two-host overlay with sandboxes', () => {
     assert.equal(await ol.apply(2), 0);
   });
 
-  test('a hand-deleted FDB entry and neighbour are restored by the next sync', async () => {
+  test('a hand-deleted FDB entry and neighbour are restored by the next resync, which counts the drift', async () => {
     await inNs(app1, [
       'bridge',
       'fdb',
@@ -186,19 +186,28 @@ describe('two-host overlay with sandboxes', () => {
     ]);
     await inNs(app1, ['ip', 'neigh', 'del', '10.10.0.252', 'dev', 'vx0']);
     const n = ol.node(1);
-    const state = ol.stateFor(1);
-    const plan = n.overlay.plan(n.overlay.desired(state), await n.overlay.dump());
+    const plan = n.overlay.plan(n.overlay.desired(ol.stateFor(1)), await n.overlay.dump());
     assert.deepEqual(plan.map((c) => c.type).sort(), ['set-entry', 'set-entry']);
-    assert.equal(await ol.apply(1), 2);
-    assert.equal(await ol.apply(1), 0);
+    const before = n.reconciler.status().driftRepairsTotal;
+    assert.equal(await ol.resync(1), 2);
+    assert.equal(n.reconciler.status().driftRepairsTotal, before + 2);
+    assert.equal(await ol.resync(1), 0);
     assert.ok(await pingOk(t1, '10.10.0.12'));
   });
 
-  test('a hand-deleted sandbox interface is rebuilt in place', async () => {
+  test('a hand-deleted sandbox interface is rebuilt in place by a resync', async () => {
     await inNs(t1, ['ip', 'link', 'del', 'eth0']);
-    assert.ok((await ol.apply(1)) > 0);
+    assert.ok((await ol.resync(1)) > 0);
     assert.ok(await pingOk(t1, '10.10.0.12'));
-    assert.equal(await ol.apply(1), 0);
+    assert.equal(await ol.resync(1), 0);
+  });
+
+  test('a hand-deleted vxlan device rebuilds the network, and the next resync re-attaches its sandboxes', async () => {
+    await inNs(app1, ['ip', 'link', 'del', 'vx0']);
+    assert.ok((await ol.resync(1)) > 0);
+    await ol.resync(1);
+    assert.ok(await pingOk(t1, '10.10.0.12'));
+    assert.equal(await ol.resync(1), 0);
   });
 
   test('removing the task and the network deletes their namespaces and host link', async () => {
@@ -214,6 +223,6 @@ describe('two-host overlay with sandboxes', () => {
       links.map((l) => l.ifname).filter((n) => n.startsWith('mh') || n.startsWith('vx')),
       [],
     );
-    assert.equal(await ol.apply(1, ol.stateFor(1, { withNetwork: false })), 0);
+    assert.equal(await ol.resync(1), 0);
   });
 });
