@@ -8,8 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { upstreamsFromResolvConf } from '../../../dataplane/dns/resolvconf.js';
+import { openSandboxDnsSockets } from '../../../dataplane/dns/sandbox-sockets.js';
 import { DnsServer } from '../../../dataplane/dns/server.js';
-import { NetnsHelper } from '../../../dataplane/netns/helper.js';
 import { DesiredState } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { errorMessage } from '../../../src/common/errors.js';
 
@@ -43,15 +43,7 @@ async function handle(req: HostRequest): Promise<unknown> {
       });
       server.update(DesiredState.fromJSON(req.state));
       for (const sb of req.sandboxes) {
-        // A short-lived helper per sandbox: it opens 127.0.0.11:53 inside and hands the sockets over.
-        const helper = await NetnsHelper.start(sb.netns);
-        try {
-          const { socket } = await helper.openUdpSocket('127.0.0.11', 53);
-          const { server: tcp } = await helper.openTcpServer('127.0.0.11', 53);
-          server.attach(sb.taskId, { udp: socket, tcp });
-        } finally {
-          await helper.stop();
-        }
+        server.attach(sb.taskId, await openSandboxDnsSockets(sb.netns));
       }
       return { upstreams, skipped };
     }

@@ -3,7 +3,12 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { encodeResponse, parseQuery, RCODE, type ResourceRecord } from '../../../dataplane/dns/wire.js';
 
-export type UpstreamMode = 'answer' | 'silent' | 'truncate';
+/** Question section for evil.example.com A IN. */
+const FORGED_QUESTION = Buffer.from([
+  4, 101, 118, 105, 108, 7, 101, 120, 97, 109, 112, 108, 101, 3, 99, 111, 109, 0, 0, 1, 0, 1,
+]);
+
+export type UpstreamMode = 'answer' | 'silent' | 'truncate' | 'forge';
 
 /** A tiny authoritative upstream: answers every A query with `addresses`, counts what it saw. */
 export class FakeUpstream {
@@ -63,6 +68,12 @@ export class FakeUpstream {
     if (this.mode === 'silent') {
       const r = parseQuery(msg);
       if (r.kind === 'query') this.seenNames.push(r.query.nameLower);
+      return;
+    }
+    if (this.mode === 'forge') {
+      // Right ID, wrong question: what an off-path spoofer that guessed the ID sends.
+      const forged = this.respond(Buffer.concat([msg.subarray(0, 12), FORGED_QUESTION]), false);
+      if (forged !== undefined) this.udp.send(forged, rinfo.port, rinfo.address);
       return;
     }
     const out = this.respond(msg, this.mode === 'truncate');
