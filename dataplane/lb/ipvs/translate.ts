@@ -69,7 +69,10 @@ export function defaultScheduler(scheduler: LbScheduler): IpvsSchedulerName {
   return scheduler === 'source-hash' ? 'sh' : 'rr';
 }
 
-export function toIpvsService(service: LbVirtualService, options: IpvsServiceOptions | undefined): IpvsService {
+export function toIpvsService(
+  service: LbVirtualService,
+  options: IpvsServiceOptions | undefined,
+): IpvsService {
   const scheduler = options?.scheduler ?? defaultScheduler(service.scheduler);
   return {
     key: ipvsKeyOf(service),
@@ -155,7 +158,10 @@ export function ipvsOptionsFromDesired(state: DesiredState): Map<string, IpvsSer
       if (port.publishedPort === 0) continue;
       out.set(virtualServiceKey({ kind: 'host' }, protocol, ANY_LOCAL_ADDRESS, port.publishedPort), options);
       const mode = port.publishMode;
-      if ((mode === PublishMode.PUBLISH_MODE_INGRESS || mode === PublishMode.PUBLISH_MODE_UNSPECIFIED) && ingress) {
+      if (
+        (mode === PublishMode.PUBLISH_MODE_INGRESS || mode === PublishMode.PUBLISH_MODE_UNSPECIFIED) &&
+        ingress
+      ) {
         const scope: LbScope = { kind: 'network', networkId: ingress.id };
         out.set(virtualServiceKey(scope, protocol, ingress.lbAddress, port.publishedPort), options);
       }
@@ -170,7 +176,11 @@ export function ipvsOptionsFromDesired(state: DesiredState): Map<string, IpvsSer
  * idle connection longer than it asked, never shorter (what swarm users hit
  * with the fixed 900 s, moby#31208). 0 = nobody asked: leave the kernel's.
  */
-export function scopeTimeouts(options: Iterable<IpvsServiceOptions>): { tcpS: number; tcpFinS: number; udpS: number } {
+export function scopeTimeouts(options: Iterable<IpvsServiceOptions>): {
+  tcpS: number;
+  tcpFinS: number;
+  udpS: number;
+} {
   const out = { tcpS: 0, tcpFinS: 0, udpS: 0 };
   for (const o of options) {
     out.tcpS = Math.max(out.tcpS, o.tcpTimeoutS);
