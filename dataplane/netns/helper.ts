@@ -87,6 +87,10 @@ export class NetnsHelper {
       });
     });
     log.debug({ netns, pid }, 'namespace helper ready');
+    // An idle helper must not keep a one-shot command (`meshd dataplane apply`) alive:
+    // pending requests hold a timer, and the helper exits when our end disconnects.
+    child.unref();
+    (child.channel as { unref?: () => void } | undefined)?.unref?.();
     return new NetnsHelper(netns, child, pid);
   }
 

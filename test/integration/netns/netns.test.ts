@@ -158,6 +158,23 @@ describe('namespace helper and socket handoff', () => {
     }
   });
 
+  test('an idle helper does not keep a one-shot command alive, and exits with it', async () => {
+    const script =
+      `import { NetnsHelper } from ${JSON.stringify(new URL('../../../dataplane/netns/helper.ts', import.meta.url).href)};` +
+      `const h = await NetnsHelper.start(${JSON.stringify(NS)}); await h.ping(); console.log(h.pid);`;
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        timeout: 15_000,
+      },
+    );
+    const helperPid = Number(stdout.trim());
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && isAlive(helperPid)) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(isAlive(helperPid), false, `helper ${helperPid} outlived the command`);
+  });
+
   test('a helper exits when its parent is killed', async () => {
     const script =
       `import { NetnsHelper } from ${JSON.stringify(new URL('../../../dataplane/netns/helper.ts', import.meta.url).href)};` +
