@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { MeshError, ValidationError } from '../../src/common/errors.js';
 
@@ -62,12 +62,50 @@ async function ip(args: string[], operation: string, name: string): Promise<stri
 }
 
 /**
+ * False when this process runs in a mount namespace whose /run/netns does not
+ * propagate mounts back (a process started with `ip netns exec`, which makes
+ * its mounts slaves): a namespace created here would be an empty, unusable
+ * file for every other process ("setting the network namespace failed").
+ */
+export function netnsMountsPropagate(mountinfo?: string): boolean {
+  let text = mountinfo;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/mountinfo', 'utf8');
+    } catch {
+      return true;
+    }
+  }
+  for (const line of text.split('\n')) {
+    const [before] = line.split(' - ');
+    const fields = before?.split(' ') ?? [];
+    if (fields[4] !== NETNS_RUN_DIR) continue;
+    return fields.slice(6).some((f) => f.startsWith('shared:'));
+  }
+  // No mount yet: the first `ip netns add` creates a shared one.
+  return true;
+}
+
+function assertCanCreate(name: string): void {
+  if (!netnsMountsPropagate()) {
+    throw new NetnsError(
+      'create',
+      name,
+      `${NETNS_RUN_DIR} is not a shared mount in this process's mount namespace (started with ` +
+        '`ip netns exec`?): the namespace would be invisible to other processes. Run meshd in the ' +
+        "host's mount namespace and reach a lab host through its helper (HostAccess) instead",
+    );
+  }
+}
+
+/**
  * Creates a named namespace with loopback up. A leftover of the same exact
  * name (from a killed run) is deleted first, so setup is idempotent and always
  * starts from an empty namespace.
  */
 export async function createNetns(name: string): Promise<void> {
   validateNetnsName(name);
+  assertCanCreate(name);
   if (netnsExists(name)) await deleteNetns(name);
   await ip(['netns', 'add', name], 'create', name);
   await ip(['-n', name, 'link', 'set', 'lo', 'up'], 'loopback up', name);
@@ -77,6 +115,7 @@ export async function createNetns(name: string): Promise<void> {
 export async function ensureNetns(name: string): Promise<boolean> {
   validateNetnsName(name);
   if (netnsExists(name)) return false;
+  assertCanCreate(name);
   await ip(['netns', 'add', name], 'create', name);
   await ip(['-n', name, 'link', 'set', 'lo', 'up'], 'loopback up', name);
   return true;

@@ -58,6 +58,16 @@ describe('netns lifecycle', () => {
     await assert.rejects(createNetns('Bad Name'), /netns: namespace name must match/);
   });
 
+  test('creating a namespace from inside `ip netns exec` is refused: nobody else could use it', async () => {
+    await createNetns(NS2);
+    const script =
+      `import { createNetns } from ${JSON.stringify(new URL('../../../dataplane/netns/netns.ts', import.meta.url).href)};` +
+      `try { await createNetns('mdkns3'); console.log('created'); } catch (e) { console.log(e.message); }`;
+    const out = await inNs(NS2, process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+    assert.match(out, /is not a shared mount/);
+    assert.equal(netnsExists('mdkns3'), false);
+  });
+
   test('exec in a namespace reports stderr of a failing command', async () => {
     await createNetns(NS2);
     await assert.rejects(execInNetns(NS2, ['ip', 'link', 'show', 'nosuchdev0']), /nosuchdev0/);
