@@ -13,6 +13,7 @@
  * pattern, also after a killed run; nothing outside the prefix is touched.
  */
 import { execFile } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { createNetns, deleteNetns, listNetns, validateNetnsName } from '../../dataplane/netns/netns.js';
 import { ValidationError } from '../../src/common/errors.js';
@@ -173,6 +174,10 @@ export async function labDown(prefix: string): Promise<string[]> {
   const names = labNetnsNames(prefix, listNetns(prefix));
   // Children (host-prefixed) first, then hosts, then the lab namespace.
   names.sort((a, b) => b.length - a.length);
-  for (const n of names) await deleteNetns(n);
+  for (const n of names) {
+    await deleteNetns(n);
+    // Per-namespace resolv.conf of task sandboxes (dataplane/sandbox), by the same exact name.
+    await rm(`/etc/netns/${n}`, { recursive: true, force: true });
+  }
   return names;
 }
