@@ -1,7 +1,8 @@
 /**
  * The DNS lab shared by the integration test and the benchmark: a 2-host
  * network-namespace lab (scripts/lab): host 1 runs the resolver and owns a
- * task sandbox `<P>h1-sb1` (lo only; 127.0.0.11 lives on lo), host 2 runs a
+ * task sandbox (named as dataplane/overlay/names.ts says; lo only, and
+ * 127.0.0.11 lives on lo), host 2 runs a
  * real unbound as the upstream, serving only local data (`local-zone: "."
  * static`) so nothing ever leaves the lab.
  */
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createNetns, execInNetns } from '../../../dataplane/netns/netns.js';
+import { sandboxNetnsName } from '../../../dataplane/overlay/names.js';
 import { type LabHost, labDown, labUp } from '../../../scripts/lab/lab.js';
 import type { DesiredState } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { DesiredState as DesiredStateCodec } from '../../../src/api/gen/meshd/v1/dataplane.js';
@@ -174,7 +176,7 @@ export async function dnsLabUp(o: DnsLabOptions): Promise<DnsLab> {
   const lab = await labUp({ prefix: o.prefix, hosts: 2 });
   const dir = mkdtempSync(join(tmpdir(), `${o.prefix}-dns-`));
   const [resolverHost, upstreamHost] = lab.hosts as [LabHost, LabHost];
-  const sandboxNetns = `${resolverHost.netnsPrefix}sb1`;
+  const sandboxNetns = sandboxNetnsName(resolverHost.netnsPrefix, o.sandboxTaskId);
   let unbound: Unbound | undefined;
   let resolver: ResolverHost | undefined;
   try {
@@ -185,14 +187,16 @@ export async function dnsLabUp(o: DnsLabOptions): Promise<DnsLab> {
     const resolvConf = join(dir, 'resolv.conf');
     writeFileSync(resolvConf, `nameserver 127.0.0.53\nnameserver ${upstreamHost.address}\n`);
     resolver = await ResolverHost.start(resolverHost.netns);
-    await resolver.request({
+    const started = (await resolver.request({
       op: 'start',
       resolvConfPath: resolvConf,
-      sandboxes: [{ taskId: o.sandboxTaskId, netns: sandboxNetns }],
+      hostPrefix: resolverHost.netnsPrefix,
       state: DesiredStateCodec.toJSON(o.state),
       attemptTimeoutMs: o.attemptTimeoutMs,
       maxAttempts: o.maxAttempts,
-    });
+    })) as { attached: string[]; failed: unknown[] };
+    if (!started.attached.includes(o.sandboxTaskId))
+      throw new Error(`resolver could not attach the sandbox: ${JSON.stringify(started.failed)}`);
     return {
       prefix: o.prefix,
       resolverHost,

@@ -2,14 +2,11 @@
  * The resolver as a lab "host" runs it: started with
  * `ip netns exec HOST node --expose-gc --import tsx resolver-host.ts`, so its
  * upstream sockets live in the host namespace, and driven over IPC by the test
- * or benchmark: start (resolv.conf + sandboxes), update (desired state),
- * memory, metrics. Sandbox sockets come from the netns helper handoff.
+ * or benchmark: start, update (desired state), memory, metrics. It runs the
+ * daemon's EmbeddedDns, so sandbox sockets come from the netns helper handoff.
  */
-import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
-import { upstreamsFromResolvConf } from '../../../dataplane/dns/resolvconf.js';
-import { openSandboxDnsSockets } from '../../../dataplane/dns/sandbox-sockets.js';
-import { DnsServer } from '../../../dataplane/dns/server.js';
+import { EmbeddedDns } from '../../../dataplane/dns/embedded.js';
 import { DesiredState } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { errorMessage } from '../../../src/common/errors.js';
 
@@ -18,7 +15,7 @@ export type HostRequest =
       id: number;
       op: 'start';
       resolvConfPath: string;
-      sandboxes: { taskId: string; netns: string }[];
+      hostPrefix: string;
       state: unknown;
       attemptTimeoutMs: number;
       maxAttempts: number;
@@ -29,27 +26,24 @@ export type HostRequest =
 
 export type HostReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
 
-let server: DnsServer | undefined;
+let dns: EmbeddedDns | undefined;
 const registry = new Registry();
 
 async function handle(req: HostRequest): Promise<unknown> {
   switch (req.op) {
     case 'start': {
-      const { upstreams, skipped } = upstreamsFromResolvConf(readFileSync(req.resolvConfPath, 'utf8'));
-      server = new DnsServer({
+      dns = new EmbeddedDns({
         registry,
-        upstreams,
-        forwarderLimits: { attemptTimeoutMs: req.attemptTimeoutMs, maxAttempts: req.maxAttempts },
+        hostPrefix: req.hostPrefix,
+        resolvConfPath: req.resolvConfPath,
+        serverOptions: {
+          forwarderLimits: { attemptTimeoutMs: req.attemptTimeoutMs, maxAttempts: req.maxAttempts },
+        },
       });
-      server.update(DesiredState.fromJSON(req.state));
-      for (const sb of req.sandboxes) {
-        server.attach(sb.taskId, await openSandboxDnsSockets(sb.netns));
-      }
-      return { upstreams, skipped };
+      return dns.apply(DesiredState.fromJSON(req.state));
     }
     case 'update':
-      server?.update(DesiredState.fromJSON(req.state));
-      return { version: server?.stateVersion };
+      return dns?.apply(DesiredState.fromJSON(req.state));
     case 'memory':
       (globalThis as { gc?: () => void }).gc?.();
       return process.memoryUsage();
@@ -65,7 +59,7 @@ process.on('message', (msg: HostRequest) => {
   );
 });
 process.on('disconnect', () => {
-  server?.close();
+  dns?.close();
   process.exit(0);
 });
 process.send?.({ id: 0, ok: true, result: 'ready' } satisfies HostReply);

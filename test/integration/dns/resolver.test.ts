@@ -106,6 +106,18 @@ describe('embedded DNS in a sandbox namespace (dig, unbound upstream)', { timeou
     ]);
   });
 
+  it('stops serving a sandbox removed from the desired state, and serves it again once it is back', async () => {
+    const without = sampleState(4);
+    without.sandboxes = without.sandboxes.filter((s) => s.taskId !== 'client');
+    const removed = (await lab!.resolver.update(without)) as { detached: string[] };
+    assert.deepEqual(removed.detached, ['client']);
+    const gone = await digInSandbox(lab!, ['web']).catch((err: unknown) => String(err));
+    assert.doesNotMatch(gone, /status: NOERROR/);
+    const back = (await lab!.resolver.update(sampleState(5))) as { attached: string[] };
+    assert.deepEqual(back.attached, ['client']);
+    assert.deepEqual(shortLines(await digInSandbox(lab!, ['+short', 'web'])), ['10.0.1.2']);
+  });
+
   it('survives 20,000 mutated UDP packets and 200 bad TCP streams with bounded memory', async () => {
     const seed = Number(process.env['SEED'] ?? Date.now() % 1_000_000);
     // Warm up the code paths first so JIT and caches do not count as growth.

@@ -1,0 +1,101 @@
+/**
+ * The resolver as the daemon runs it: one DnsServer, upstreams from the host
+ * resolv.conf, and sandbox sockets kept in step with the desired state. Each
+ * `apply` updates the records first (the next query sees them), then attaches
+ * sandboxes that appeared and detaches those that went away. A sandbox whose
+ * sockets cannot be opened yet (its namespace is still being built) is tried
+ * again on the next apply.
+ */
+import { readFileSync } from 'node:fs';
+import type { Registry } from 'prom-client';
+import type { DesiredState } from '../../src/api/gen/meshd/v1/dataplane.js';
+import { errorMessage } from '../../src/common/errors.js';
+import { type Logger, subsystemLogger } from '../../src/common/logger.js';
+import { sandboxNetnsName } from '../overlay/names.js';
+import { upstreamsFromResolvConf } from './resolvconf.js';
+import { openSandboxDnsSockets } from './sandbox-sockets.js';
+import { DnsServer, type DnsServerOptions, type SandboxSockets } from './server.js';
+
+export interface EmbeddedDnsOptions {
+  registry: Registry;
+  /** Prefix of this host's namespaces (the sandbox namespace names derive from it). */
+  hostPrefix: string;
+  resolvConfPath?: string;
+  /** Opens a sandbox's sockets; the real one hands them over from the namespace. */
+  openSockets?: (netns: string) => Promise<SandboxSockets>;
+  serverOptions?: Omit<DnsServerOptions, 'registry' | 'upstreams'>;
+  logger?: Logger;
+}
+
+export interface ApplyReport {
+  attached: string[];
+  detached: string[];
+  failed: { taskId: string; error: string }[];
+}
+
+export class EmbeddedDns {
+  readonly server: DnsServer;
+  private readonly attached = new Set<string>();
+  private readonly hostPrefix: string;
+  private readonly openSockets: (netns: string) => Promise<SandboxSockets>;
+  private readonly log: Logger;
+  /** Applies run one at a time, in call order. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: EmbeddedDnsOptions) {
+    this.log = options.logger ?? subsystemLogger('dns');
+    const path = options.resolvConfPath ?? '/etc/resolv.conf';
+    let text = '';
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      this.log.warn(
+        { path, err: errorMessage(err) },
+        'cannot read resolv.conf; forwarded names get SERVFAIL',
+      );
+    }
+    const { upstreams, skipped } = upstreamsFromResolvConf(text);
+    if (skipped.length > 0) this.log.info({ path, skipped }, 'resolv.conf nameservers not used');
+    this.server = new DnsServer({ ...options.serverOptions, registry: options.registry, upstreams });
+    this.hostPrefix = options.hostPrefix;
+    this.openSockets = options.openSockets ?? openSandboxDnsSockets;
+  }
+
+  apply(state: DesiredState): Promise<ApplyReport> {
+    const run = this.queue.then(() => this.applyNow(state));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async applyNow(state: DesiredState): Promise<ApplyReport> {
+    this.server.update(state);
+    const report: ApplyReport = { attached: [], detached: [], failed: [] };
+    const wanted = new Set(state.sandboxes.map((s) => s.taskId));
+    for (const taskId of [...this.attached]) {
+      if (wanted.has(taskId)) continue;
+      this.server.detach(taskId);
+      this.attached.delete(taskId);
+      report.detached.push(taskId);
+    }
+    for (const taskId of wanted) {
+      if (this.attached.has(taskId)) continue;
+      try {
+        this.server.attach(taskId, await this.openSockets(sandboxNetnsName(this.hostPrefix, taskId)));
+        this.attached.add(taskId);
+        report.attached.push(taskId);
+      } catch (err) {
+        report.failed.push({ taskId, error: errorMessage(err) });
+        this.log.warn(
+          { taskId, err: errorMessage(err) },
+          'cannot open DNS sockets in the sandbox; will retry',
+        );
+      }
+    }
+    return report;
+  }
+
+  close(): void {
+    this.server.close();
+    this.attached.clear();
+  }
+}
