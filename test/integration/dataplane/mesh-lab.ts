@@ -69,6 +69,9 @@ export class MeshLab {
     ]),
   };
 
+  /** More ports of service `web` (target -> published, ingress mode), e.g. iperf3 for the bench. */
+  extraWebPorts: { targetPort: number; publishedPort: number }[] = [];
+
   private constructor(readonly lab: NetnsLab) {}
 
   static async up(prefix: string): Promise<MeshLab> {
@@ -259,10 +262,15 @@ export class MeshLab {
             state,
           });
       }
-    const port = (publishedPort: number, publishMode: PublishMode, healthPort: number) => ({
-      name: 'http',
+    const port = (
+      publishedPort: number,
+      publishMode: PublishMode,
+      healthPort: number,
+      targetPort = TASK_PORT,
+    ) => ({
+      name: targetPort === TASK_PORT ? 'http' : `p${targetPort}`,
       protocol: Protocol.PROTOCOL_TCP,
-      targetPort: TASK_PORT,
+      targetPort,
       publishedPort,
       publishMode,
       healthPort,
@@ -283,7 +291,12 @@ export class MeshLab {
           id: 'web',
           name: 'web',
           vips: [{ networkId: 'app', address: WEB_VIP }],
-          ports: [port(WEB_PUBLISHED, PublishMode.PUBLISH_MODE_INGRESS, 0)],
+          ports: [
+            port(WEB_PUBLISHED, PublishMode.PUBLISH_MODE_INGRESS, 0),
+            ...this.extraWebPorts.map((p) =>
+              port(p.publishedPort, PublishMode.PUBLISH_MODE_INGRESS, 0, p.targetPort),
+            ),
+          ],
           endpoints: webEndpoints,
           endpointMode: EndpointMode.ENDPOINT_MODE_VIP,
           lb: undefined,
