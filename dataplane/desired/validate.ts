@@ -146,7 +146,19 @@ function validateServices(c: Collector, state: DesiredState, networks: Map<strin
     if (!(KNOWN_SCHEDULERS as readonly string[]).includes(scheduler))
       c.add(`${field}.lb.scheduler`, `must be one of rr, random, sh, wrr, lc, mh, got ${quote(scheduler)}`);
     service.vips.forEach((vip, vipIndex) => {
-      checkNetworkAddress(c, networks, `${field}.vips[${vipIndex}]`, vip.networkId, vip.address);
+      const known = checkNetworkAddress(
+        c,
+        networks,
+        `${field}.vips[${vipIndex}]`,
+        vip.networkId,
+        vip.address,
+      );
+      // Balanced connections are SNATed to the LB address so replies return through this node.
+      if (known !== undefined && known.network.lbAddress === '' && service.ports.length > 0)
+        c.add(
+          `networks[${known.index}].lbAddress`,
+          `is required: service ${quote(service.id)} has a VIP on network ${quote(vip.networkId)}`,
+        );
     });
     service.ports.forEach((port, portIndex) => {
       const portField = `${field}.ports[${portIndex}]`;
@@ -166,10 +178,20 @@ function validateServices(c: Collector, state: DesiredState, networks: Map<strin
           `${portField}.publishMode`,
           `must be PUBLISH_MODE_INGRESS, PUBLISH_MODE_LOCAL or PUBLISH_MODE_HOST, got ${mode}`,
         );
+      const ingress = state.networks.findIndex((n) => n.ingress);
       if (mode !== PublishMode.PUBLISH_MODE_HOST && !hasIngress)
         c.add(
           `${portField}.publishedPort`,
           `port ${port.publishedPort} is published but no network has ingress: true`,
+        );
+      else if (
+        mode === PublishMode.PUBLISH_MODE_INGRESS &&
+        ingress >= 0 &&
+        state.networks[ingress]?.lbAddress === ''
+      )
+        c.add(
+          `networks[${ingress}].lbAddress`,
+          `is required on the ingress network: port ${port.publishedPort} of service ${quote(service.id)} is published`,
         );
       if (port.healthPort !== 0 && mode !== PublishMode.PUBLISH_MODE_LOCAL)
         c.add(`${portField}.healthPort`, 'is only accepted with publishMode PUBLISH_MODE_LOCAL');

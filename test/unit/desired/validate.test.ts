@@ -98,3 +98,15 @@ describe('desired-state validation', () => {
     );
   });
 });
+
+describe('desired-state validation: LB addresses', () => {
+  test('a network with a service VIP and the ingress network with published ports need an LB address', () => {
+    const state = sampleState();
+    state.networks[0]!.lbAddress = '';
+    state.networks[1]!.lbAddress = '';
+    assert.deepEqual(
+      validateDesiredState(state).map((i) => i.field),
+      ['networks[0].lbAddress', 'networks[1].lbAddress', 'networks[1].lbAddress'],
+    );
+  });
+});
