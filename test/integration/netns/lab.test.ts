@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createNetns, listNetns, netnsExists } from '../../../dataplane/netns/netns.js';
 import { describeLab, labDown, labNetnsNames, labUp } from '../../../scripts/lab/lab.js';
@@ -75,4 +76,26 @@ test('down removes the lab, its hosts and namespaces created under a host prefix
   assert.deepEqual(removed.sort(), ['mdklabh1', 'mdklabh2', 'mdklabh2-child', 'mdklablab']);
   assert.deepEqual(listNetns(PREFIX), []);
   assert.deepEqual(await labDown(PREFIX), []);
+});
+
+test('the CLI brings a lab up (JSON description) and down, and rejects bad arguments', async () => {
+  const cli = fileURLToPath(new URL('../../../scripts/lab/netns-lab.ts', import.meta.url));
+  const run = (args: string[]) =>
+    execFileAsync(process.execPath, ['--import', 'tsx', cli, ...args], { timeout: 30_000 });
+  const up = await run(['up', '--prefix', 'mdkcli', '--hosts', '2', '--json']);
+  const lab = JSON.parse(up.stdout) as { hosts: { netns: string; address: string }[] };
+  assert.deepEqual(
+    lab.hosts.map((h) => [h.netns, h.address]),
+    [
+      ['mdkclih1', '10.99.0.11'],
+      ['mdkclih2', '10.99.0.12'],
+    ],
+  );
+  const down = await run(['down', '--prefix', 'mdkcli']);
+  assert.match(down.stdout, /removed 3 namespaces/);
+  await assert.rejects(
+    run(['up', '--prefix', 'mdkcli', '--hosts', '99']),
+    /--hosts must be an integer 1\.\.32, got 99/,
+  );
+  assert.deepEqual(listNetns('mdkcli'), []);
 });

@@ -11,6 +11,7 @@ import {
   parseCidr,
 } from '../../../dataplane/netlink/codec.js';
 import { errnoOf } from '../../../dataplane/netlink/errors.js';
+import { decodeLink } from '../../../dataplane/netlink/rtnl.js';
 
 test('an attribute is length, type, payload, padded to four bytes', () => {
   const a = attr(3, Buffer.from('eth0\0'));
@@ -52,4 +53,26 @@ test('addresses, MACs and CIDRs are validated with the field named', () => {
 test('the errno name is taken from the netlink package rejection text', () => {
   assert.equal(errnoOf(new Error('Request rejected: EEXIST')), 'EEXIST');
   assert.equal(errnoOf(new Error('something else')), undefined);
+});
+
+test('a link reply without index or name is rejected, a vxlan one is decoded', () => {
+  assert.throws(() => decodeLink({ data: {}, attrs: { ifname: 'x' } }), /malformed link message/);
+  const linkinfo = Buffer.concat([
+    attr(1, Buffer.from('vxlan\0')),
+    attr(2, encodeVxlanData({ vni: 7, port: 4790, arpProxy: true })),
+  ]);
+  const info = decodeLink({
+    data: { index: 4, flags: { up: true } },
+    attrs: { ifname: 'vx0', mtu: 1450, address: Buffer.from([2, 66, 10, 0, 0, 1]), master: 3, linkinfo },
+  });
+  assert.deepEqual(info, {
+    index: 4,
+    name: 'vx0',
+    mtu: 1450,
+    up: true,
+    mac: '02:42:0a:00:00:01',
+    masterIndex: 3,
+    kind: 'vxlan',
+    vxlan: { vni: 7, port: 4790, learning: false, arpProxy: true },
+  });
 });
