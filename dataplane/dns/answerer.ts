@@ -5,6 +5,7 @@
  * forwarded, whatever the query type (moby#35118 leaked AAAA queries).
  */
 import type { Rng } from '../../src/common/rng.js';
+import type { ResourceRecord } from './encode.js';
 import {
   addressOfReverseName,
   type DnsIndex,
@@ -12,7 +13,7 @@ import {
   type NameRecords,
   type NetworkRecords,
 } from './records.js';
-import { type Query, RCODE, type Rcode, type ResourceRecord, RRCLASS, RRTYPE } from './wire.js';
+import { type Query, RCODE, type Rcode, RRCLASS, RRTYPE } from './wire.js';
 
 export type Decision =
   | {

@@ -11,6 +11,7 @@
  * - A bound on queries in flight: past it the client gets SERVFAIL at once.
  * - A truncated UDP answer is fetched again over TCP from the same upstream.
  */
+import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Clock } from '../../src/common/clock.js';
@@ -34,6 +35,18 @@ export const DEFAULT_FORWARDER_LIMITS: ForwarderLimits = {
   maxAttempts: 3,
   maxInFlight: 1024,
   maxTcpResponseBytes: 65535,
+};
+
+/**
+ * Upstream query IDs must be unguessable (RFC 5452: an off-path attacker who
+ * can predict them can forge answers), so by default they come from
+ * node:crypto; tests may inject a SeededRng.
+ */
+export const cryptoIdRng: Rng = {
+  next: () => randomInt(0x1_0000_0000) / 0x1_0000_0000,
+  int: (bound) => randomInt(bound),
+  intBetween: (min, max) => randomInt(min, max + 1),
+  fork: () => cryptoIdRng,
 };
 
 export type ForwardResult =

@@ -9,6 +9,7 @@
  * minus its ID, per scope, and cleared whenever the desired state changes, so
  * a repeated query costs one parse, one map lookup and one copy.
  */
+import { randomBytes } from 'node:crypto';
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import type { Registry } from 'prom-client';
@@ -19,21 +20,13 @@ import { type Logger, subsystemLogger } from '../../src/common/logger.js';
 import { type Rng, SeededRng } from '../../src/common/rng.js';
 import { AnswerCache } from './answer-cache.js';
 import { decide } from './answerer.js';
-import { DEFAULT_FORWARDER_LIMITS, Forwarder, type ForwarderLimits } from './forwarder.js';
+import { encodeHeaderError, encodeResponse, encodeServfail, encodeTruncated } from './encode.js';
+import { cryptoIdRng, DEFAULT_FORWARDER_LIMITS, Forwarder, type ForwarderLimits } from './forwarder.js';
 import { DnsMetrics, type Transport } from './metrics.js';
 import { DEFAULT_LOG_RATE, RateLimitedLog, type RateLimitOptions } from './ratelimit.js';
 import { buildIndex, type DnsIndex, emptyIndex } from './records.js';
 import type { Upstream } from './resolvconf.js';
-import {
-  encodeHeaderError,
-  encodeResponse,
-  encodeServfail,
-  encodeTruncated,
-  parseQuery,
-  type Query,
-  responseRcode,
-  udpLimitBytes,
-} from './wire.js';
+import { parseQuery, type Query, responseRcode, udpLimitBytes } from './wire.js';
 
 export interface ServerLimits {
   /** Encoded answers kept per scope; the cache is dropped whole when full. */
@@ -58,7 +51,10 @@ export interface DnsServerOptions {
   registry: Registry;
   upstreams: readonly Upstream[];
   clock?: Clock;
+  /** Shuffles dnsrr answers. */
   rng?: Rng;
+  /** Upstream query IDs; node:crypto unless a test injects one. */
+  upstreamIdRng?: Rng;
   logger?: Logger;
   limits?: Partial<ServerLimits>;
   forwarderLimits?: Partial<ForwarderLimits>;
@@ -95,15 +91,22 @@ export class DnsServer {
 
   constructor(options: DnsServerOptions) {
     const clock = options.clock ?? systemClock;
-    this.rng = options.rng ?? new SeededRng(Date.now() ^ (process.pid << 16));
+    this.rng = options.rng ?? new SeededRng(randomBytes(4).readUInt32BE(0));
     this.log = options.logger ?? subsystemLogger('dns');
     this.limitedLog = new RateLimitedLog(this.log, clock, options.logRate ?? DEFAULT_LOG_RATE);
     this.metrics = new DnsMetrics(options.registry);
     this.limits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
-    this.forwarder = new Forwarder(options.upstreams, clock, this.rng, this.metrics, this.limitedLog, {
-      ...DEFAULT_FORWARDER_LIMITS,
-      ...options.forwarderLimits,
-    });
+    this.forwarder = new Forwarder(
+      options.upstreams,
+      clock,
+      options.upstreamIdRng ?? cryptoIdRng,
+      this.metrics,
+      this.limitedLog,
+      {
+        ...DEFAULT_FORWARDER_LIMITS,
+        ...options.forwarderLimits,
+      },
+    );
   }
 
   /** Replaces the records; the next query sees the new state. */

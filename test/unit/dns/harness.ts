@@ -1,7 +1,8 @@
 /** Loopback harness for the DNS server tests: a real upstream (UDP + TCP) and real client sockets. */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { encodeResponse, parseQuery, RCODE, type ResourceRecord } from '../../../dataplane/dns/wire.js';
+import { encodeResponse, type ResourceRecord } from '../../../dataplane/dns/encode.js';
+import { parseQuery, RCODE } from '../../../dataplane/dns/wire.js';
 
 /** Question section for evil.example.com A IN. */
 const FORGED_QUESTION = Buffer.from([

@@ -1,16 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import {
-  encodeHeaderError,
-  encodeResponse,
-  encodeTruncated,
-  PLAIN_UDP_MAX_BYTES,
-  parseQuery,
-  RCODE,
-  RRTYPE,
-  sameQuestion,
-} from '../../../dataplane/dns/wire.js';
+import { encodeHeaderError, encodeResponse, encodeTruncated } from '../../../dataplane/dns/encode.js';
+import { PLAIN_UDP_MAX_BYTES, parseQuery, RCODE, RRTYPE, sameQuestion } from '../../../dataplane/dns/wire.js';
 import { decode, queryBytes } from './fixtures.js';
 
 function parsed(bytes: Buffer) {
