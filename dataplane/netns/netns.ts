@@ -61,22 +61,8 @@ async function ip(args: string[], operation: string, name: string): Promise<stri
   }
 }
 
-/**
- * False when this process runs in a mount namespace whose /run/netns does not
- * propagate mounts back (a process started with `ip netns exec`, which makes
- * its mounts slaves): a namespace created here would be an empty, unusable
- * file for every other process ("setting the network namespace failed").
- */
-export function netnsMountsPropagate(mountinfo?: string): boolean {
-  let text = mountinfo;
-  if (text === undefined) {
-    try {
-      text = readFileSync('/proc/self/mountinfo', 'utf8');
-    } catch {
-      return true;
-    }
-  }
-  for (const line of text.split('\n')) {
+function runNetnsIsShared(mountinfo: string): boolean {
+  for (const line of mountinfo.split('\n')) {
     const [before] = line.split(' - ');
     const fields = before?.split(' ') ?? [];
     if (fields[4] !== NETNS_RUN_DIR) continue;
@@ -86,15 +72,69 @@ export function netnsMountsPropagate(mountinfo?: string): boolean {
   return true;
 }
 
-function assertCanCreate(name: string): void {
-  if (!netnsMountsPropagate()) {
-    throw new NetnsError(
-      'create',
-      name,
-      `${NETNS_RUN_DIR} is not a shared mount in this process's mount namespace (started with ` +
-        '`ip netns exec`?): the namespace would be invisible to other processes. Run meshd in the ' +
-        "host's mount namespace and reach a lab host through its helper (HostAccess) instead",
-    );
+/**
+ * False when this process runs in a mount namespace whose /run/netns does not
+ * propagate mounts back (a process started with `ip netns exec`, which makes
+ * its mounts slaves): a namespace created here would be an empty, unusable
+ * file for every other process ("setting the network namespace failed").
+ */
+export function netnsMountsPropagate(mountinfo?: string): boolean {
+  if (mountinfo !== undefined) return runNetnsIsShared(mountinfo);
+  try {
+    return runNetnsIsShared(readFileSync('/proc/self/mountinfo', 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+function parentPid(pid: number): number | null {
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may contain spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isInteger(ppid) && ppid > 0 ? ppid : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The mount namespace to create and delete named namespaces in: ours, or when
+ * ours is a slave (we run under `ip netns exec`, as in the lab), the nearest
+ * ancestor's whose /run/netns is shared. A bind mount made there propagates to
+ * every namespace that shares or follows it, ours included.
+ */
+function netnsMountOwner(): string | null {
+  if (netnsMountsPropagate()) return null;
+  for (let pid = parentPid(process.pid); pid !== null && pid > 1; pid = parentPid(pid)) {
+    try {
+      if (runNetnsIsShared(readFileSync(`/proc/${pid}/mountinfo`, 'utf8'))) return `/proc/${pid}/ns/mnt`;
+    } catch {}
+  }
+  throw new NetnsError(
+    'create',
+    NETNS_RUN_DIR,
+    `${NETNS_RUN_DIR} is not a shared mount in this process's mount namespace (started with ` +
+      "`ip netns exec`?) nor in any ancestor's: a namespace created here would be invisible to " +
+      "other processes. Run meshd in the host's mount namespace",
+  );
+}
+
+/** `ip netns add|del NAME`, in the mount namespace that owns /run/netns. */
+async function ipNetnsMount(verb: 'add' | 'del', name: string): Promise<void> {
+  const owner = netnsMountOwner();
+  const operation = verb === 'add' ? 'create' : 'delete';
+  if (owner === null) {
+    await ip(['netns', verb, name], operation, name);
+    return;
+  }
+  try {
+    await execFileAsync('nsenter', [`--mount=${owner}`, '--', 'ip', 'netns', verb, name], {
+      timeout: 10_000,
+    });
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim() ?? '';
+    throw new NetnsError(operation, name, `(through ${owner}) ${stderr || String(err)}`, err);
   }
 }
 
@@ -105,9 +145,8 @@ function assertCanCreate(name: string): void {
  */
 export async function createNetns(name: string): Promise<void> {
   validateNetnsName(name);
-  assertCanCreate(name);
   if (netnsExists(name)) await deleteNetns(name);
-  await ip(['netns', 'add', name], 'create', name);
+  await ipNetnsMount('add', name);
   await ip(['-n', name, 'link', 'set', 'lo', 'up'], 'loopback up', name);
 }
 
@@ -115,8 +154,7 @@ export async function createNetns(name: string): Promise<void> {
 export async function ensureNetns(name: string): Promise<boolean> {
   validateNetnsName(name);
   if (netnsExists(name)) return false;
-  assertCanCreate(name);
-  await ip(['netns', 'add', name], 'create', name);
+  await ipNetnsMount('add', name);
   await ip(['-n', name, 'link', 'set', 'lo', 'up'], 'loopback up', name);
   return true;
 }
@@ -125,7 +163,7 @@ export async function ensureNetns(name: string): Promise<boolean> {
 export async function deleteNetns(name: string): Promise<boolean> {
   validateNetnsName(name);
   if (!netnsExists(name)) return false;
-  await ip(['netns', 'del', name], 'delete', name);
+  await ipNetnsMount('del', name);
   return true;
 }
 

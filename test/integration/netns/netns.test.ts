@@ -58,14 +58,27 @@ describe('netns lifecycle', () => {
     await assert.rejects(createNetns('Bad Name'), /netns: namespace name must match/);
   });
 
-  test('creating a namespace from inside `ip netns exec` is refused: nobody else could use it', async () => {
+  test('a namespace created from inside `ip netns exec` is usable from outside, and deleted from there too', async () => {
     await createNetns(NS2);
-    const script =
-      `import { createNetns } from ${JSON.stringify(new URL('../../../dataplane/netns/netns.ts', import.meta.url).href)};` +
-      `try { await createNetns('mdkns3'); console.log('created'); } catch (e) { console.log(e.message); }`;
-    const out = await inNs(NS2, process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
-    assert.match(out, /is not a shared mount/);
-    assert.equal(netnsExists('mdkns3'), false);
+    const mod = JSON.stringify(new URL('../../../dataplane/netns/netns.ts', import.meta.url).href);
+    const run = (body: string) =>
+      inNs(NS2, process.execPath, [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import * as n from ${mod}; ${body}`,
+      ]);
+    await run(`await n.createNetns('mdkns3'); console.log('created');`);
+    try {
+      // From this process (another mount namespace): the namespace must be a live one, not an empty file.
+      const out = await inNs('mdkns3', 'ip', ['-j', 'link', 'show', 'lo']);
+      assert.match(out, /"UP"/);
+      await run(`await n.deleteNetns('mdkns3');`);
+      assert.equal(netnsExists('mdkns3'), false);
+    } finally {
+      await deleteNetns('mdkns3');
+    }
   });
 
   test('exec in a namespace reports stderr of a failing command', async () => {
