@@ -4,11 +4,13 @@
  * `apply` updates the records first (the next query sees them), then attaches
  * sandboxes that appeared and detaches those that went away. A sandbox whose
  * sockets cannot be opened yet (its namespace is still being built) is tried
- * again on the next apply.
+ * again on the next apply, or after a backoff (0.5 s doubling to 30 s) when no
+ * apply comes: a stable state must not leave a task without DNS.
  */
 import { readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { DesiredState } from '../../src/api/gen/meshd/v1/dataplane.js';
+import { type Clock, systemClock } from '../../src/common/clock.js';
 import { errorMessage } from '../../src/common/errors.js';
 import { type Logger, subsystemLogger } from '../../src/common/logger.js';
 import { sandboxNetnsName } from '../overlay/names.js';
@@ -25,7 +27,11 @@ export interface EmbeddedDnsOptions {
   openSockets?: (netns: string) => Promise<SandboxSockets>;
   serverOptions?: Omit<DnsServerOptions, 'registry' | 'upstreams'>;
   logger?: Logger;
+  clock?: Clock;
 }
+
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 30_000;
 
 export interface ApplyReport {
   attached: string[];
@@ -41,6 +47,10 @@ export class EmbeddedDns {
   private readonly log: Logger;
   /** Applies run one at a time, in call order. */
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly clock: Clock;
+  private cancelRetry: (() => void) | undefined;
+  private retryDelayMs = RETRY_FIRST_MS;
+  private closed = false;
 
   constructor(options: EmbeddedDnsOptions) {
     this.log = options.logger ?? subsystemLogger('dns');
@@ -59,11 +69,31 @@ export class EmbeddedDns {
     this.server = new DnsServer({ ...options.serverOptions, registry: options.registry, upstreams });
     this.hostPrefix = options.hostPrefix;
     this.openSockets = options.openSockets ?? openSandboxDnsSockets;
+    this.clock = options.clock ?? systemClock;
   }
 
   apply(state: DesiredState): Promise<ApplyReport> {
+    this.cancelRetry?.();
+    this.cancelRetry = undefined;
+    this.retryDelayMs = RETRY_FIRST_MS;
+    return this.enqueue(state);
+  }
+
+  private enqueue(state: DesiredState): Promise<ApplyReport> {
     const run = this.queue.then(() => this.applyNow(state));
     this.queue = run.catch(() => {});
+    run.then(
+      (report) => {
+        if (report.failed.length === 0 || this.closed || this.cancelRetry !== undefined) return;
+        const delayMs = this.retryDelayMs;
+        this.retryDelayMs = Math.min(RETRY_MAX_MS, this.retryDelayMs * 2);
+        this.cancelRetry = this.clock.setTimer(delayMs, () => {
+          this.cancelRetry = undefined;
+          void this.enqueue(state).catch(() => {});
+        });
+      },
+      () => {},
+    );
     return run;
   }
 
@@ -95,6 +125,8 @@ export class EmbeddedDns {
   }
 
   close(): void {
+    this.closed = true;
+    this.cancelRetry?.();
     this.server.close();
     this.attached.clear();
   }
