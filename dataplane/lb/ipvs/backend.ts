@@ -39,24 +39,28 @@ export interface IpvsLoadBalancerOptions {
 }
 
 /**
- * The sysctls of net.ipv4.vs, set in every scope namespace before its first
- * service, each for a reason:
- * - conntrack=1: keep conntrack entries for IPVS connections, or the SNAT in
- *   postrouting never sees them (replies from remote endpoints went astray).
- * - conn_reuse_mode=1: a new connection reusing a source port is scheduled
+ * The sysctls set in every scope namespace before its first service, each
+ * for a reason:
+ * - net.ipv4.ip_forward=1: a masqueraded reply from a remote endpoint is
+ *   un-SNATed to the client's address and must be forwarded (without it the
+ *   SYN-ACK died on the director in the VM lab).
+ * - vs.conntrack=1: keep conntrack entries for IPVS connections, or the SNAT
+ *   in postrouting never sees them (replies from remote endpoints went astray).
+ * - vs.conn_reuse_mode=1: a new connection reusing a source port is scheduled
  *   afresh (so it avoids weight-0 destinations); the 1 s stall this caused
  *   with conntrack=1 was fixed in Linux 5.9.
- * - expire_nodest_conn=1: packets of a connection whose destination was
+ * - vs.expire_nodest_conn=1: packets of a connection whose destination was
  *   removed expire it at once instead of being dropped until the timeout
  *   (the stale-entry blackhole of moby#36878).
- * - expire_quiescent_template=1: persistence templates to a weight-0
+ * - vs.expire_quiescent_template=1: persistence templates to a weight-0
  *   destination expire, so draining really moves persistent clients away.
  */
-export const VS_SYSCTLS: Readonly<Record<string, number>> = {
-  conntrack: 1,
-  conn_reuse_mode: 1,
-  expire_nodest_conn: 1,
-  expire_quiescent_template: 1,
+export const LB_SYSCTLS: Readonly<Record<string, number>> = {
+  'net.ipv4.ip_forward': 1,
+  'net.ipv4.vs.conntrack': 1,
+  'net.ipv4.vs.conn_reuse_mode': 1,
+  'net.ipv4.vs.expire_nodest_conn': 1,
+  'net.ipv4.vs.expire_quiescent_template': 1,
 };
 
 const log = subsystemLogger('lb-ipvs');
@@ -131,9 +135,9 @@ export class IpvsLoadBalancer implements LoadBalancer {
       const rt = this.runtime(change.service.scope);
       touchedScopes.set(scopeKey(rt.scope), rt);
       if (!rt.prepared) {
-        for (const [name, value] of Object.entries(VS_SYSCTLS)) await rt.ns.setVsSysctl(name, value);
+        for (const [name, value] of Object.entries(LB_SYSCTLS)) await rt.ns.setSysctl(name, value);
         rt.prepared = true;
-        kernelOperations += Object.keys(VS_SYSCTLS).length;
+        kernelOperations += Object.keys(LB_SYSCTLS).length;
       }
       kernelOperations += await this.applyChange(rt, change);
     }

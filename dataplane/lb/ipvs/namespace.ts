@@ -35,8 +35,8 @@ export interface ScopeNetfilter {
 /** Kernel access for one scope namespace; the backend's only I/O. */
 export interface IpvsNamespace {
   ipvs(): Promise<IpvsOps>;
-  /** Writes net.ipv4.vs.<name>. */
-  setVsSysctl(name: string, value: number): Promise<void>;
+  /** Writes a sysctl of this namespace (full name, e.g. net.ipv4.vs.conntrack). */
+  setSysctl(name: string, value: number): Promise<void>;
   /** Makes exactly this netfilter/address state current (idempotent). */
   syncNetfilter(spec: ScopeNetfilter): Promise<void>;
   /** Deletes UDP conntrack entries whose reply comes from address:port; returns how many. */
@@ -117,8 +117,8 @@ export class LocalIpvsNamespace implements IpvsNamespace {
     return this.client;
   }
 
-  async setVsSysctl(name: string, value: number): Promise<void> {
-    await this.cmd('sysctl', ['-q', '-w', `net.ipv4.vs.${name}=${value}`]);
+  async setSysctl(name: string, value: number): Promise<void> {
+    await this.cmd('sysctl', ['-q', '-w', `${name}=${value}`]);
   }
 
   async syncNetfilter(spec: ScopeNetfilter): Promise<void> {

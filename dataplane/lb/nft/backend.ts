@@ -92,26 +92,24 @@ export class NftLoadBalancer implements LoadBalancer {
     const byScope = new Map<string, LbChange[]>();
     for (const change of changes) {
       const key = scopeKey(change.service.scope);
-      byScope.set(key, [...(byScope.get(key) ?? []), change]);
+      const list = byScope.get(key);
+      if (list === undefined) byScope.set(key, [change]);
+      else list.push(change);
     }
     let kernelOperations = 0;
     for (const [key, scopeChanges] of byScope) {
       const scope = scopeChanges[0]!.service.scope;
       const known = this.scopes.get(key);
-      const next: ScopeKnowledge = known
-        ? {
-            ...known,
-            selectors: new Set(known.selectors),
-            verdicts: new Set(known.verdicts),
-            footprints: new Map(known.footprints),
-          }
-        : {
-            skeletonIntact: false,
-            snatAddress: null,
-            selectors: new Set(),
-            verdicts: new Set(),
-            footprints: new Map(),
-          };
+      // Updated in place (a copy would make every change O(services)); forgotten while the
+      // transaction is in flight, so a failure leaves nothing stale behind.
+      const next: ScopeKnowledge = known ?? {
+        skeletonIntact: false,
+        snatAddress: null,
+        selectors: new Set(),
+        verdicts: new Set(),
+        footprints: new Map(),
+      };
+      this.scopes.delete(key);
       const wantSnat = scopeChanges.find((c) => c.type !== 'remove-service' && c.service.snatAddress !== null)
         ?.service.snatAddress;
       const script: string[] = [];
@@ -130,10 +128,18 @@ export class NftLoadBalancer implements LoadBalancer {
         };
         const target = change.type === 'remove-service' ? null : change.service;
         if (target !== null) {
+          // Neighbouring slot counts are written along with a new selector: adding a chain that
+          // DNATs through a map makes the kernel re-validate the whole table (O(services)), so a
+          // later one-endpoint change must not be the one that creates its chain.
           const selector = selectorOf(target);
-          const name = selectorChainName(selector);
-          if (!next.selectors.has(name)) {
-            script.push(...renderSelectorChain(selector));
+          for (const slots of new Set([
+            Math.max(0, selector.slots - 1),
+            selector.slots,
+            selector.slots + 1,
+          ])) {
+            const name = selectorChainName({ ...selector, slots });
+            if (next.selectors.has(name)) continue;
+            script.push(...renderSelectorChain({ ...selector, slots }));
             next.selectors.add(name);
           }
         }
