@@ -37,6 +37,8 @@ export interface ServerLimits {
   maxTcpFrameBytes: number;
   /** Queries being answered on one TCP connection; past it the connection is closed. */
   maxTcpQueriesInFlight: number;
+  /** Forwarded queries in flight from one sandbox: one noisy task cannot take the whole upstream budget. */
+  maxForwardedPerSandbox: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = {
@@ -45,6 +47,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   tcpIdleTimeoutMs: 10_000,
   maxTcpFrameBytes: 4096,
   maxTcpQueriesInFlight: 16,
+  maxForwardedPerSandbox: 256,
 };
 
 export interface DnsServerOptions {
@@ -82,6 +85,8 @@ export class DnsServer {
   private index: DnsIndex = emptyIndex();
   private scopes = new Map<string, Scope>();
   private readonly bindings = new Map<string, Binding>();
+  /** Task ID → forwarded queries in flight (entries removed at zero, so bounded by sandboxes). */
+  private readonly forwardingBySandbox = new Map<string, number>();
   private readonly metrics: DnsMetrics;
   private readonly forwarder: Forwarder;
   private readonly limits: ServerLimits;
@@ -242,14 +247,31 @@ export class DnsServer {
       if (useCache && decision.cacheable) scope.answers.set(bytes, out);
       return out;
     }
-    return this.forward(bytes, query, maxBytes);
+    const forwarding = this.forwardingBySandbox.get(taskId) ?? 0;
+    if (forwarding >= this.limits.maxForwardedPerSandbox) {
+      this.metrics.drop('overload');
+      this.limitedLog.warn(
+        'overload',
+        { taskId, forwarding },
+        'sandbox has too many forwarded queries in flight',
+      );
+      return encodeServfail(bytes, query);
+    }
+    return this.forward(taskId, bytes, query, maxBytes);
   }
 
-  private async forward(bytes: Buffer, query: Query, maxBytes: number): Promise<Buffer> {
-    const result = await this.forwarder.forward(bytes, query);
-    if (result.kind === 'servfail') return encodeServfail(bytes, query);
-    if (result.bytes.length > maxBytes) return encodeTruncated(bytes, query, responseRcode(result.bytes));
-    return result.bytes;
+  private async forward(taskId: string, bytes: Buffer, query: Query, maxBytes: number): Promise<Buffer> {
+    this.forwardingBySandbox.set(taskId, (this.forwardingBySandbox.get(taskId) ?? 0) + 1);
+    try {
+      const result = await this.forwarder.forward(bytes, query);
+      if (result.kind === 'servfail') return encodeServfail(bytes, query);
+      if (result.bytes.length > maxBytes) return encodeTruncated(bytes, query, responseRcode(result.bytes));
+      return result.bytes;
+    } finally {
+      const left = (this.forwardingBySandbox.get(taskId) ?? 1) - 1;
+      if (left <= 0) this.forwardingBySandbox.delete(taskId);
+      else this.forwardingBySandbox.set(taskId, left);
+    }
   }
 
   private onTcpConnection(binding: Binding, conn: net.Socket): void {

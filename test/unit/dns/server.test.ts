@@ -176,3 +176,32 @@ describe('dns server over loopback', () => {
     assert.match(text, /meshd_dns_upstream_latency_seconds_bucket/);
   });
 });
+
+describe('dns server: per-sandbox bound on forwarded queries', () => {
+  it('answers SERVFAIL at once to a sandbox past its own forwarding bound', async () => {
+    const upstream = await FakeUpstream.start();
+    upstream.mode = 'silent';
+    const server = new DnsServer({
+      registry: new Registry(),
+      upstreams: [{ address: '127.0.0.1', port: upstream.port, family: 4 }],
+      limits: { maxForwardedPerSandbox: 2 },
+      forwarderLimits: { attemptTimeoutMs: ATTEMPT_TIMEOUT_MS, maxAttempts: 1, maxInFlight: 100 },
+    });
+    const udp = await bindUdp();
+    server.attach('client', { udp });
+    try {
+      const startMs = Date.now();
+      const times = await Promise.all(
+        Array.from({ length: 5 }, (_, i) =>
+          udpExchange(udp.address().port, queryBytes(`x${i}.example.com`, RRTYPE.A, { id: 500 + i })).then(
+            () => Date.now() - startMs,
+          ),
+        ),
+      );
+      assert.equal(times.filter((ms) => ms < ATTEMPT_TIMEOUT_MS).length, 3);
+    } finally {
+      server.close();
+      upstream.close();
+    }
+  });
+});
