@@ -37,12 +37,14 @@ export async function runGuestSteps(lab: VmLab, vm: string, steps: GuestStep[]):
   const input = JSON.stringify(steps).replace(/'/g, `'\\''`);
   const out = await lab.run(
     vm,
-    `printf '%s' '${input}' > /tmp/steps.json && node ${driverPath} /tmp/steps.json`,
+    `printf '%s' '${input}' > /tmp/steps.json && MESHD_TEST=1 node ${driverPath} /tmp/steps.json`,
     {
       timeoutMs: 120_000,
     },
   );
-  const results = JSON.parse(out) as GuestResult[];
+  // The results are the last line; anything before it is logging.
+  const lines = out.trim().split('\n');
+  const results = JSON.parse(lines[lines.length - 1] ?? '[]') as GuestResult[];
   if (results.length !== steps.length)
     throw new Error(`guest returned ${results.length} results for ${steps.length} steps`);
   return results;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { IpvsLoadBalancer, VS_SYSCTLS } from '../../../dataplane/lb/ipvs/backend.js';
+import { IpvsLoadBalancer, LB_SYSCTLS } from '../../../dataplane/lb/ipvs/backend.js';
 import { renderNetfilter } from '../../../dataplane/lb/ipvs/namespace.js';
 import { parseLbBackendChoice, selectLbBackend } from '../../../dataplane/lb/ipvs/select.js';
 import {
@@ -73,7 +73,7 @@ describe('IPVS backend', () => {
     const { ns, sync } = setup();
     const desired = state(vip([b('10.0.0.5'), b('10.0.0.6')]));
     assert.equal((await sync(desired)).length, 1);
-    assert.deepEqual(Object.fromEntries(ns.sysctls), VS_SYSCTLS);
+    assert.deepEqual(Object.fromEntries(ns.sysctls), LB_SYSCTLS);
     assert.deepEqual(ns.netfilter?.vips, [{ protocol: 'tcp', address: '10.0.0.2', port: 80 }]);
     assert.equal(ns.netfilter?.snatAddress, '10.0.0.254');
     assert.deepEqual(

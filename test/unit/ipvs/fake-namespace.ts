@@ -24,7 +24,7 @@ export class FakeIpvsNamespace implements IpvsNamespace, IpvsOps {
   async ipvs(): Promise<IpvsOps> {
     return this;
   }
-  async setVsSysctl(name: string, value: number): Promise<void> {
+  async setSysctl(name: string, value: number): Promise<void> {
     this.sysctls.set(name, value);
   }
   async syncNetfilter(spec: ScopeNetfilter): Promise<void> {

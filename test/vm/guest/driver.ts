@@ -3,9 +3,13 @@
 // emulation, and prints one JSON array of results. Steps never throw: each
 // result is { ok: true, value } or { ok: false, code, message }.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { IpvsLoadBalancer } from '../../../dataplane/lb/ipvs/backend.js';
+import { LocalIpvsNamespace } from '../../../dataplane/lb/ipvs/namespace.js';
+import type { IpvsServiceOptions } from '../../../dataplane/lb/ipvs/translate.js';
+import { emptyLbState, type LbScope, type LbVirtualService, scopeKey } from '../../../dataplane/lb/types.js';
 import { IpvsClient } from '../../../dataplane/netlink/ipvs/client.js';
 import type {
   IpvsDestination,
@@ -13,10 +17,16 @@ import type {
   IpvsServiceKey,
   IpvsTimeouts,
 } from '../../../dataplane/netlink/ipvs/types.js';
+import { systemClock } from '../../../src/common/clock.js';
 
 export type GuestStep =
   | { step: 'sh'; cmd: string }
   | { step: 'sleep'; ms: number }
+  | { step: 'writeFile'; path: string; text: string }
+  /** Waits (at most timeoutMs) until the file exists. */
+  | { step: 'waitFile'; path: string; timeoutMs: number }
+  /** One reconciler round of the IPVS backend (sweep drains, dump, plan, apply); returns the change types. */
+  | { step: 'lbSync'; services: LbVirtualService[]; options: Record<string, IpvsServiceOptions> }
   | { step: 'info' }
   | { step: 'flush' }
   | { step: 'addService'; service: IpvsService }
@@ -49,8 +59,47 @@ async function connectOnce(address: string, port: number): Promise<string> {
   });
 }
 
+let lb: IpvsLoadBalancer | undefined;
+let lbScopes: LbScope[] = [];
+
+async function lbSync(
+  services: LbVirtualService[],
+  options: Record<string, IpvsServiceOptions>,
+): Promise<unknown> {
+  const namespace = new LocalIpvsNamespace(null);
+  lb ??= new IpvsLoadBalancer({
+    namespaceFor: () => namespace,
+    resolveScope: () => null,
+    listScopes: () => lbScopes,
+    clock: systemClock,
+  });
+  const desired = emptyLbState();
+  for (const svc of services) desired.services.set(svc.key, svc);
+  const scopes = new Map(services.map((svc) => [scopeKey(svc.scope), svc.scope]));
+  lbScopes = [...scopes.values()];
+  lb.setServiceOptions(new Map(Object.entries(options)));
+  const drained = await lb.sweepDrains();
+  const changes = lb.plan(desired, await lb.dump());
+  await lb.apply(changes);
+  return { drained, changes: changes.map((c) => `${c.type} ${c.service.key}`) };
+}
+
 async function runStep(client: () => Promise<IpvsClient>, s: GuestStep): Promise<unknown> {
   switch (s.step) {
+    case 'writeFile':
+      writeFileSync(s.path, s.text);
+      return null;
+    case 'waitFile': {
+      const deadline = Date.now() + s.timeoutMs;
+      while (!existsSync(s.path)) {
+        if (Date.now() > deadline)
+          throw new Error(`waitFile: ${s.path} did not appear within ${s.timeoutMs} ms`);
+        await sleep(100);
+      }
+      return null;
+    }
+    case 'lbSync':
+      return lbSync(s.services, s.options);
     case 'sh':
       try {
         return { stdout: execFileSync('bash', ['-c', s.cmd], { encoding: 'utf8' }), exitCode: 0 };
