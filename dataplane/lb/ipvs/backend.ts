@@ -175,6 +175,12 @@ export class IpvsLoadBalancer implements LoadBalancer {
         return ops;
       }
       case 'update-service': {
+        const oldKey = ipvsKeyOf(change.previous);
+        if (JSON.stringify(oldKey) !== JSON.stringify(key)) {
+          // A published port that gains or loses SNAT changes its mark, hence its IPVS service.
+          const removed = await this.applyChange(rt, { type: 'remove-service', service: change.previous });
+          return removed + (await this.applyChange(rt, { type: 'add-service', service }));
+        }
         const svc = toIpvsService(service, this.options.get(service.key));
         if (this.kernelSchedulers.get(service.key) !== svc.scheduler) {
           await ipvs.updateService(svc);
@@ -251,7 +257,11 @@ export class IpvsLoadBalancer implements LoadBalancer {
         .map((s) => ({ protocol: s.protocol, address: s.address, port: s.port })),
       published: services
         .filter((s) => s.address === ANY_LOCAL_ADDRESS)
-        .map((s) => ({ protocol: s.protocol, port: s.port, mark: publishedPortMark(s.protocol, s.port) })),
+        .map((s) => ({
+          protocol: s.protocol,
+          port: s.port,
+          mark: publishedPortMark(s.protocol, s.port, s.snatAddress !== null),
+        })),
     };
     await rt.ns.syncNetfilter(spec);
     const wanted = scopeTimeouts(services.flatMap((s) => this.options.get(s.key) ?? []));

@@ -4,6 +4,7 @@ import { MeshError } from '../../../src/common/errors.js';
 import { IpvsClient } from '../../netlink/ipvs/client.js';
 import type { IpvsDestination, IpvsService, IpvsServiceKey, IpvsTimeouts } from '../../netlink/ipvs/types.js';
 import type { LbProtocol } from '../types.js';
+import { SNAT_MARK } from './translate.js';
 
 const run = promisify(execFile);
 
@@ -46,8 +47,6 @@ export interface IpvsNamespace {
 
 export const VIP_LINK = 'mdipvs0';
 export const NFT_TABLE = 'meshd_ipvs';
-/** Marks balanced connections for SNAT in postrouting (bit 24; published-port marks use 0x4d5xxxxx). */
-export const SNAT_MARK = 0x00800000;
 
 /** The nft script for a scope: one table, replaced whole (it holds a few rules and two sets). */
 export function renderNetfilter(spec: ScopeNetfilter): string {

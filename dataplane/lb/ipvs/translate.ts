@@ -43,23 +43,38 @@ export interface IpvsServiceOptions {
 
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
-/** Marks of published-port services: 0x4d5 in the top bits ("M5"), a UDP bit, the port. */
+/**
+ * Marks: published-port services are 0x4d5 in the top 12 bits ("M5"), the
+ * SNAT bit (also set on VIP traffic that postrouting SNATs), a UDP bit and
+ * the port. A published port that needs SNAT therefore has its own mark and
+ * its own IPVS service; a change of SNAT is a remove + add.
+ */
 const PORT_MARK_BASE = 0x4d500000;
-const PORT_MARK_UDP = 0x00010000;
 const PORT_MARK_MASK = 0xfff00000;
+export const SNAT_MARK = 0x00080000;
+const PORT_MARK_UDP = 0x00010000;
 
-export function publishedPortMark(protocol: LbProtocol, port: number): number {
-  return (PORT_MARK_BASE | (protocol === 'udp' ? PORT_MARK_UDP : 0) | port) >>> 0;
+export function publishedPortMark(protocol: LbProtocol, port: number, snat: boolean): number {
+  return (PORT_MARK_BASE | (snat ? SNAT_MARK : 0) | (protocol === 'udp' ? PORT_MARK_UDP : 0) | port) >>> 0;
 }
 
-export function markToPublishedPort(mark: number): { protocol: LbProtocol; port: number } | null {
+export function markToPublishedPort(
+  mark: number,
+): { protocol: LbProtocol; port: number; snat: boolean } | null {
   if ((mark & PORT_MARK_MASK) >>> 0 !== PORT_MARK_BASE) return null;
-  return { protocol: mark & PORT_MARK_UDP ? 'udp' : 'tcp', port: mark & 0xffff };
+  return {
+    protocol: mark & PORT_MARK_UDP ? 'udp' : 'tcp',
+    port: mark & 0xffff,
+    snat: (mark & SNAT_MARK) !== 0,
+  };
 }
 
 export function ipvsKeyOf(service: LbVirtualService): IpvsServiceKey {
   if (service.address === ANY_LOCAL_ADDRESS) {
-    return { kind: 'fwmark', fwmark: publishedPortMark(service.protocol, service.port) };
+    return {
+      kind: 'fwmark',
+      fwmark: publishedPortMark(service.protocol, service.port, service.snatAddress !== null),
+    };
   }
   return { kind: 'inet', protocol: service.protocol, address: service.address, port: service.port };
 }
@@ -107,11 +122,13 @@ export function fromIpvs(
   let protocol: LbProtocol;
   let address: string;
   let port: number;
+  let snat = snatAddress;
   if (service.key.kind === 'fwmark') {
     const published = markToPublishedPort(service.key.fwmark);
     if (published === null) return null;
     ({ protocol, port } = published);
     address = ANY_LOCAL_ADDRESS;
+    if (!published.snat) snat = null;
   } else {
     if (service.key.protocol === 'sctp') return null;
     ({ protocol, address, port } = service.key);
@@ -123,7 +140,7 @@ export function fromIpvs(
     address,
     port,
     scheduler: service.scheduler === 'sh' ? 'source-hash' : 'random',
-    snatAddress: address === ANY_LOCAL_ADDRESS ? null : snatAddress,
+    snatAddress: snat,
     backends: sortBackends(destinations.map((d) => ({ address: d.address, port: d.port, weight: d.weight }))),
   };
 }

@@ -20,7 +20,7 @@
  *     meta l4proto P [mark |= SNAT_MARK] dnat ip to ip daddr . l4proto . th dport
  *                                         . (numgen random | jhash ip saddr) mod N  map @vip_slots
  *   chain psel_...                      the same over @port_slots for published ports
- *   chain reject_<proto>                no active backend: reject (tcp reset)
+ *   N = 0 (no active backend): the selector rejects instead (tcp reset)
  *
  * Packet path: the first packet of a connection hits prerouting; the vmap jumps
  * to the selector for the service's slot count, which picks a slot and DNATs to

@@ -6,7 +6,7 @@ import {
   type LbVirtualService,
   virtualServiceKey,
 } from '../types.js';
-import { ANY_ADDRESS_KEY, parseSelectorChainName, type ServiceFootprint } from './render.js';
+import { ANY_ADDRESS_KEY, parseSelectorChainName, type ServiceFootprint, SLOT_MAPS } from './render.js';
 
 /**
  * Pure decoding of `nft -j list table ip meshd` back into the LB model, so the
@@ -68,7 +68,7 @@ export function parseScopeDump(scope: LbScope, json: unknown): ScopeDump {
     }
   }
   const skeletonIntact =
-    ['vips', 'ports', 'vip_slots', 'port_slots', 'draining'].every((m) => maps.has(m)) &&
+    ['vips', 'ports', 'draining', ...SLOT_MAPS.map((m) => m.name)].every((m) => maps.has(m)) &&
     ruleCounts.get('prerouting') === 2 &&
     ruleCounts.get('output') === 2 &&
     ruleCounts.get('postrouting') === (snatAddress === null ? 0 : 1);
@@ -77,7 +77,7 @@ export function parseScopeDump(scope: LbScope, json: unknown): ScopeDump {
   );
   const footprints = new Map<string, ServiceFootprint>();
   const slotValues = new Map<string, Map<number, string>>();
-  for (const map of ['vip_slots', 'port_slots']) {
+  for (const { name: map } of SLOT_MAPS) {
     for (const elem of maps.get(map) ?? []) {
       const [key, value] = asArray(elem);
       const k = concatOf(key);

@@ -13,6 +13,20 @@ export const ANY_ADDRESS_KEY = '0.0.0.0';
 const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
 const T = `ip ${TABLE}`;
 
+/**
+ * Slot maps, one per (VIP | published) × protocol: the key names `tcp dport` / `udp dport`
+ * because nft 1.0.6 rejects a rule that matches l4proto and then uses `th dport`
+ * ("conflicting protocols specified") when it re-reads the ruleset.
+ */
+export function slotMapName(published: boolean, protocol: LbProtocol): string {
+  return `${published ? 'port' : 'vip'}_slots_${protocol}`;
+}
+
+export const SLOT_MAPS = (['tcp', 'udp'] as const).flatMap((protocol) => [
+  { name: slotMapName(false, protocol), protocol, key: `ip daddr . meta l4proto . ${protocol} dport` },
+  { name: slotMapName(true, protocol), protocol, key: `meta l4proto . ${protocol} dport` },
+]);
+
 /** What a service's verdict element jumps to: a shared selection chain, or a reject chain. */
 export interface SelectorSpec {
   published: boolean;
@@ -24,27 +38,22 @@ export interface SelectorSpec {
 }
 
 export function selectorChainName(s: SelectorSpec): string {
-  if (s.slots === 0) return `reject_${s.protocol}`;
   return `${s.published ? 'psel' : 'sel'}_${s.protocol}_${s.hash ? 'h' : 'r'}_${s.snat ? 's' : 'n'}_${s.slots}`;
 }
 
 const SELECTOR = /^(psel|sel)_(tcp|udp)_([hr])_([sn])_(\d+)$/;
-const REJECT = /^reject_(tcp|udp)$/;
 
 export function parseSelectorChainName(name: string): SelectorSpec | null {
   const m = SELECTOR.exec(name);
-  if (m !== null)
-    return {
-      published: m[1] === 'psel',
-      protocol: m[2] as LbProtocol,
-      hash: m[3] === 'h',
-      snat: m[4] === 's',
-      slots: Number(m[5]),
-    };
-  const r = REJECT.exec(name);
-  return r === null
-    ? null
-    : { published: false, protocol: r[1] as LbProtocol, hash: false, snat: false, slots: 0 };
+  if (m === null) return null;
+  return {
+    published: m[1] === 'psel',
+    protocol: m[2] as LbProtocol,
+    hash: m[3] === 'h',
+    snat: m[4] === 's',
+    slots: Number(m[5]),
+  };
+  return null;
 }
 
 export function slotsOf(service: LbVirtualService): LbBackend[] {
@@ -69,8 +78,10 @@ export function renderSkeleton(snatAddress: string | null): string[] {
     `add table ${T}`,
     `add map ${T} vips { type ipv4_addr . inet_proto . inet_service : verdict; }`,
     `add map ${T} ports { type inet_proto . inet_service : verdict; }`,
-    `add map ${T} vip_slots { typeof ip daddr . meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport; }`,
-    `add map ${T} port_slots { typeof meta l4proto . tcp dport . numgen random mod 1 : ip daddr . tcp dport; }`,
+    ...SLOT_MAPS.map(
+      (m) =>
+        `add map ${T} ${m.name} { typeof ${m.key} . numgen random mod 1 : ip daddr . ${m.protocol} dport; }`,
+    ),
     `add set ${T} draining { type ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service; }`,
     `add chain ${T} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
     `add chain ${T} output { type nat hook output priority -100; policy accept; }`,
@@ -101,11 +112,9 @@ export function renderSelectorChain(s: SelectorSpec): string[] {
     ];
   const mark = s.snat ? ` meta mark set mark | ${hex(SNAT_MARK)}` : '';
   const pick = `${s.hash ? 'jhash ip saddr' : 'numgen random'} mod ${s.slots}`;
-  // `tcp dport`/`udp dport`, not `th dport`: nft 1.0.6 fails to re-read a rule that matches
-  // l4proto and then uses `th` ("conflicting protocols specified"), breaking every later transaction.
   const port = `${s.protocol} dport`;
   const key = s.published ? `meta l4proto . ${port}` : `ip daddr . meta l4proto . ${port}`;
-  const map = s.published ? 'port_slots' : 'vip_slots';
+  const map = slotMapName(s.published, s.protocol);
   return [
     ...head,
     `add rule ${T} ${name} meta l4proto ${s.protocol}${mark} dnat ip to ${key} . ${pick} map @${map}`,
@@ -123,11 +132,11 @@ export function keysOf(service: LbVirtualService): {
     return {
       verdictMap: 'ports',
       key: `${service.protocol} . ${service.port}`,
-      slotMap: 'port_slots',
+      slotMap: slotMapName(true, service.protocol),
       drainKey: `${ANY_ADDRESS_KEY} . ${service.protocol} . ${service.port}`,
     };
   const key = `${service.address} . ${service.protocol} . ${service.port}`;
-  return { verdictMap: 'vips', key, slotMap: 'vip_slots', drainKey: key };
+  return { verdictMap: 'vips', key, slotMap: slotMapName(false, service.protocol), drainKey: key };
 }
 
 /** What a service holds in the kernel besides its verdict element (known from a dump or the last apply). */

@@ -103,7 +103,7 @@ describe('nft rendering and dump decoding', () => {
     );
     assert.deepEqual(deletes, []);
     assert.deepEqual(adds, [
-      'ip meshd vip_slots { 10.10.0.100 . tcp . 8080 . 0 : 10.10.0.11 . 8080, 10.10.0.100 . tcp . 8080 . 1 : 10.10.0.11 . 8080 }',
+      'ip meshd vip_slots_tcp { 10.10.0.100 . tcp . 8080 . 0 : 10.10.0.11 . 8080, 10.10.0.100 . tcp . 8080 . 1 : 10.10.0.11 . 8080 }',
       'ip meshd draining { 10.10.0.100 . tcp . 8080 . 10.10.0.12 . 8080 }',
       'ip meshd vips { 10.10.0.100 . tcp . 8080 : goto sel_tcp_r_s_2 }',
     ]);
@@ -118,7 +118,7 @@ describe('nft rendering and dump decoding', () => {
     );
     assert.deepEqual(deletes, [
       'ip meshd vips { 10.10.0.100 . tcp . 8080 }',
-      'ip meshd vip_slots { 10.10.0.100 . tcp . 8080 . 0, 10.10.0.100 . tcp . 8080 . 3 }',
+      'ip meshd vip_slots_tcp { 10.10.0.100 . tcp . 8080 . 0, 10.10.0.100 . tcp . 8080 . 3 }',
       'ip meshd draining { 10.10.0.100 . tcp . 8080 . 10.10.0.9 . 8080 }',
     ]);
   });
@@ -126,7 +126,7 @@ describe('nft rendering and dump decoding', () => {
   test('a service with no active backend jumps to the reject chain', () => {
     const service = vip();
     service.backends = [];
-    assert.equal(selectorChainName(selectorOf(service)), 'reject_tcp');
+    assert.equal(selectorChainName(selectorOf(service)), 'sel_tcp_r_s_0');
     assert.deepEqual(parseSelectorChainName('psel_udp_h_n_7'), {
       published: true,
       protocol: 'udp',
