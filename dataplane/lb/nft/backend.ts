@@ -7,8 +7,8 @@
  *
  *   map vips       { ipv4_addr . inet_proto . inet_service : verdict }  VIP . proto . port -> goto selector
  *   map ports      { inet_proto . inet_service : verdict }              published port on any local address
- *   map vip_slots  { VIP . proto . port . slot : backend addr . port }  slot = 0..N-1; weight w = w slots
- *   map port_slots { proto . port . slot : backend addr . port }
+ *   map vip_slots_{tcp,udp}  { VIP . proto . port . slot : backend addr . port }  slot 0..N-1; weight w = w slots
+ *   map port_slots_{tcp,udp} { proto . port . slot : backend addr . port }
  *   set draining   { VIP|0.0.0.0 . proto . port . backend addr . port } bookkeeping only, read back by dump
  *
  *   chain prerouting  (nat, dstnat)  ip daddr . l4proto . th dport vmap @vips
@@ -17,9 +17,9 @@
  *   chain postrouting (nat, srcnat)  meta mark & SNAT_MARK  snat ip to <the scope's LB address>
  *
  *   chain sel_<proto>_<r|h>_<s|n>_<N>  shared by every service with N slots:
- *     meta l4proto P [mark |= SNAT_MARK] dnat ip to ip daddr . l4proto . th dport
- *                                         . (numgen random | jhash ip saddr) mod N  map @vip_slots
- *   chain psel_...                      the same over @port_slots for published ports
+ *     meta l4proto P [mark |= SNAT_MARK] dnat ip to ip daddr . l4proto . P dport
+ *                                         . (numgen random | jhash ip saddr) mod N  map @vip_slots_P
+ *   chain psel_...                      the same over @port_slots_P for published ports
  *   N = 0 (no active backend): the selector rejects instead (tcp reset)
  *
  * Packet path: the first packet of a connection hits prerouting; the vmap jumps

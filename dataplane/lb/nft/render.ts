@@ -53,7 +53,6 @@ export function parseSelectorChainName(name: string): SelectorSpec | null {
     snat: m[4] === 's',
     slots: Number(m[5]),
   };
-  return null;
 }
 
 export function slotsOf(service: LbVirtualService): LbBackend[] {
