@@ -24,7 +24,7 @@ import {
   VETH_INFO_PEER,
   validateIfname,
 } from './codec.js';
-import { NetlinkError, wrapNetlink } from './errors.js';
+import { errnoOf, NetlinkError, wrapNetlink } from './errors.js';
 import type {
   AddrInfo,
   FdbInfo,
@@ -68,6 +68,10 @@ export interface RtnlOps {
   fdb(): Promise<FdbInfo[]>;
   replaceFdb(spec: FdbSpec): Promise<void>;
   delFdb(spec: FdbSpec): Promise<void>;
+  /** Static FDB + permanent neighbour entry per remote endpoint on a vxlan, pipelined. */
+  replaceVxlanPeers(dev: string, peers: VxlanPeer[]): Promise<void>;
+  /** Removes them; entries already gone are not an error. */
+  delVxlanPeers(dev: string, peers: VxlanPeer[]): Promise<void>;
 }
 
 export const RTNL_METHODS: readonly (keyof RtnlOps)[] = [
@@ -87,7 +91,19 @@ export const RTNL_METHODS: readonly (keyof RtnlOps)[] = [
   'fdb',
   'replaceFdb',
   'delFdb',
+  'replaceVxlanPeers',
+  'delVxlanPeers',
 ];
+
+/** A remote endpoint as the vxlan device sees it: IP → MAC (neighbour), MAC → VTEP (FDB). */
+export interface VxlanPeer {
+  address: string;
+  mac: string;
+  vtep: string;
+}
+
+/** Requests in flight at once in a pipelined batch (bounded: the socket buffer holds the ACKs). */
+const PIPELINE_DEPTH = 256;
 
 function withNetnsFd<T>(path: string, fn: (fd: number) => Promise<T>): Promise<T> {
   let fd: number;
@@ -393,6 +409,69 @@ export class Rtnl implements RtnlOps {
 
   delFdb(spec: FdbSpec): Promise<void> {
     return this.fdbRequest('delete', spec);
+  }
+
+  replaceVxlanPeers(dev: string, peers: VxlanPeer[]): Promise<void> {
+    return this.vxlanPeers('replace', dev, peers);
+  }
+
+  delVxlanPeers(dev: string, peers: VxlanPeer[]): Promise<void> {
+    return this.vxlanPeers('delete', dev, peers);
+  }
+
+  /**
+   * One ifindex lookup, then two requests per peer sent PIPELINE_DEPTH at a time in one
+   * slot of the request queue: no dump runs meanwhile, and ACKs are matched by sequence.
+   */
+  private async vxlanPeers(kind: 'replace' | 'delete', dev: string, peers: VxlanPeer[]): Promise<void> {
+    if (peers.length === 0) return;
+    const op = `${kind} ${peers.length} vxlan peers on "${dev}"`;
+    const ifindex = await this.indexOf(dev, op);
+    const requests: { what: string; send: () => Promise<unknown> }[] = [];
+    for (const p of peers) {
+      const mac = macToBuffer(p.mac);
+      const fdbData: rt.Neighbor = {
+        family: AF_BRIDGE,
+        ifindex,
+        state: { permanent: true },
+        flags: { self: true },
+      };
+      const fdbAttrs = { lladdr: mac, dst: ipv4ToBuffer(p.vtep, 'vtep') };
+      const neighData: rt.Neighbor = { family: AF_INET, ifindex, state: { permanent: true } };
+      const neighAttrs = { dst: ipv4ToBuffer(p.address), lladdr: mac };
+      if (kind === 'replace') {
+        const flags = this.opts(NLM_F_CREATE | NLM_F_REPLACE);
+        requests.push({
+          what: `fdb ${p.mac} dst ${p.vtep}`,
+          send: () => this.sock.newNeighbor(fdbData, fdbAttrs, flags),
+        });
+        requests.push({
+          what: `neighbour ${p.address}`,
+          send: () => this.sock.newNeighbor(neighData, neighAttrs, flags),
+        });
+      } else {
+        requests.push({
+          what: `neighbour ${p.address}`,
+          send: () => this.sock.delNeighbor(neighData, neighAttrs, this.opts()),
+        });
+        requests.push({
+          what: `fdb ${p.mac} dst ${p.vtep}`,
+          send: () => this.sock.delNeighbor(fdbData, fdbAttrs, this.opts()),
+        });
+      }
+    }
+    await this.req(op, async () => {
+      for (let i = 0; i < requests.length; i += PIPELINE_DEPTH) {
+        const chunk = requests.slice(i, i + PIPELINE_DEPTH);
+        const results = await Promise.allSettled(chunk.map((r) => r.send()));
+        for (const [j, r] of results.entries()) {
+          if (r.status === 'fulfilled') continue;
+          const errno = errnoOf(r.reason);
+          if (kind === 'delete' && (errno === 'ENOENT' || errno === 'ESRCH')) continue;
+          await wrapNetlink(`${op}: ${chunk[j]?.what}`, () => Promise.reject(r.reason));
+        }
+      }
+    });
   }
 }
 

@@ -212,6 +212,15 @@ export function overlayProgrammer(ctx: OverlayContext): OverlayProgrammer {
     plan: planOverlay,
     async apply(changes) {
       ops = 0;
+      // Entries are written in one pipelined batch per network and kind, after the
+      // network changes they depend on; order inside a batch does not matter.
+      const setEntries = new Map<string, OverlayPeerEntry[]>();
+      const deleteEntries = new Map<string, OverlayPeerEntry[]>();
+      const group = (m: Map<string, OverlayPeerEntry[]>, e: OverlayPeerEntry) => {
+        const list = m.get(e.netns) ?? [];
+        list.push(e);
+        m.set(e.netns, list);
+      };
       for (const c of changes) {
         switch (c.type) {
           case 'create-network':
@@ -220,24 +229,12 @@ export function overlayProgrammer(ctx: OverlayContext): OverlayProgrammer {
           case 'delete-network':
             await deleteNetwork(c.netns, c.vni);
             break;
-          case 'set-entry': {
-            const nl = await nsOps(c.entry.netns);
-            await count(nl.replaceFdb({ dev: VXLAN_IF, mac: c.entry.mac, dst: c.entry.vtep }));
-            await count(nl.replaceNeigh({ dev: VXLAN_IF, address: c.entry.address, mac: c.entry.mac }));
+          case 'set-entry':
+            group(setEntries, c.entry);
             break;
-          }
-          case 'delete-entry': {
-            const nl = await nsOps(c.entry.netns);
-            await ignoreMissing(() =>
-              count(nl.delNeigh({ dev: VXLAN_IF, address: c.entry.address, mac: c.entry.mac })),
-            );
-            if (c.entry.vtep !== '') {
-              await ignoreMissing(() =>
-                count(nl.delFdb({ dev: VXLAN_IF, mac: c.entry.mac, dst: c.entry.vtep })),
-              );
-            }
+          case 'delete-entry':
+            group(deleteEntries, c.entry);
             break;
-          }
           case 'set-egress':
             await setEgress(c.subnets);
             break;
@@ -246,6 +243,21 @@ export function overlayProgrammer(ctx: OverlayContext): OverlayProgrammer {
             throw new Error(`unknown overlay change ${JSON.stringify(never)}`);
           }
         }
+      }
+      const peers = (entries: OverlayPeerEntry[]) =>
+        entries.filter((e) => e.vtep !== '').map((e) => ({ address: e.address, mac: e.mac, vtep: e.vtep }));
+      for (const [netns, entries] of deleteEntries) {
+        ops += entries.length * 2;
+        const nl = await nsOps(netns);
+        // A neighbour whose FDB half is gone (vtep unknown) is removed on its own.
+        for (const e of entries.filter((x) => x.vtep === '')) {
+          await ignoreMissing(() => nl.delNeigh({ dev: VXLAN_IF, address: e.address, mac: e.mac }));
+        }
+        await nl.delVxlanPeers(VXLAN_IF, peers(entries));
+      }
+      for (const [netns, entries] of setEntries) {
+        ops += entries.length * 2;
+        await (await nsOps(netns)).replaceVxlanPeers(VXLAN_IF, peers(entries));
       }
       if (changes.length > 0)
         log.debug({ changes: changes.length, kernelOperations: ops }, 'overlay applied');

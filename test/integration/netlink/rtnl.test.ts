@@ -173,6 +173,30 @@ test('permanent neighbours and vxlan FDB entries round-trip, replace is idempote
   );
 });
 
+test('vxlan peers are written and removed in one pipelined batch', async () => {
+  const peers = Array.from({ length: 600 }, (_, i) => {
+    const address = `10.21.${Math.floor(i / 256)}.${i % 256}`;
+    const mac = `02:42:0a:15:${(Math.floor(i / 256) % 256).toString(16).padStart(2, '0')}:${(i % 256).toString(16).padStart(2, '0')}`;
+    return { address, mac, vtep: i % 2 ? '10.1.0.2' : '10.1.0.3' };
+  });
+  await nl.replaceVxlanPeers('vx0', peers);
+  await nl.replaceVxlanPeers('vx0', peers);
+  const fdb = (await nl.fdb()).filter((e) => e.dev === 'vx0' && e.dst !== undefined);
+  const neigh = (await nl.neighs()).filter((n) => n.dev === 'vx0');
+  assert.equal(fdb.length, 600);
+  assert.equal(neigh.length, 600);
+  const byMac = new Map(fdb.map((e) => [e.mac, e.dst]));
+  for (const p of peers) assert.equal(byMac.get(p.mac), p.vtep);
+  await nl.delVxlanPeers('vx0', peers);
+  await nl.delVxlanPeers('vx0', peers.slice(0, 5));
+  assert.equal((await nl.fdb()).filter((e) => e.dev === 'vx0' && e.dst !== undefined).length, 0);
+  assert.equal((await nl.neighs()).filter((n) => n.dev === 'vx0').length, 0);
+  await assert.rejects(
+    nl.replaceVxlanPeers('vx0', [{ address: '10.21.9.9', mac: '02:42:0a:15:09:09', vtep: 'nope' }]),
+    /vtep: expected an IPv4 address/,
+  );
+});
+
 test('a kernel rejection names the operation and the errno text', async () => {
   await assert.rejects(nl.addLink({ name: 'br0', kind: 'bridge' }), (err: Error) => {
     assert.match(err.message, /add link bridge "br0": EEXIST: file already exists/);
