@@ -7,7 +7,6 @@ import {
   bufferToIpv4,
   bufferToMac,
   cstring,
-  decodeVxlanData,
   emptyIfinfomsg,
   encodeVxlanData,
   IFLA_ADDRESS,
@@ -18,13 +17,14 @@ import {
   IFLA_NET_NS_FD,
   ipv4ToBuffer,
   macToBuffer,
-  parseAttrs,
   parseCidr,
   u32,
   VETH_INFO_PEER,
   validateIfname,
 } from './codec.js';
+import { decodeLink, decodeScope } from './decode.js';
 import { errnoOf, NetlinkError, wrapNetlink } from './errors.js';
+import type { RtnlOps, VxlanPeer } from './ops.js';
 import type {
   AddrInfo,
   FdbInfo,
@@ -45,62 +45,6 @@ const NLM_F_CREATE = 0x400;
 const RT_TABLE_MAIN = 254;
 const RTPROT_STATIC = 4;
 const REQUEST_TIMEOUT_MS = 10_000;
-
-/**
- * Every rtnetlink operation meshd performs. `Rtnl` runs them on a netlink
- * socket of this process's namespace; `helperRtnl` (remote.ts) runs the same
- * methods inside another namespace through its helper.
- */
-export interface RtnlOps {
-  links(): Promise<LinkInfo[]>;
-  addLink(spec: LinkSpec): Promise<void>;
-  setLink(name: string, change: LinkChange): Promise<void>;
-  delLink(name: string): Promise<void>;
-  addrs(): Promise<AddrInfo[]>;
-  addAddr(dev: string, cidr: string): Promise<void>;
-  delAddr(dev: string, cidr: string): Promise<void>;
-  routes(): Promise<RouteInfo[]>;
-  addRoute(spec: RouteSpec): Promise<void>;
-  delRoute(spec: RouteSpec): Promise<void>;
-  neighs(): Promise<NeighInfo[]>;
-  replaceNeigh(spec: NeighSpec): Promise<void>;
-  delNeigh(spec: NeighSpec): Promise<void>;
-  fdb(): Promise<FdbInfo[]>;
-  replaceFdb(spec: FdbSpec): Promise<void>;
-  delFdb(spec: FdbSpec): Promise<void>;
-  /** Static FDB + permanent neighbour entry per remote endpoint on a vxlan, pipelined. */
-  replaceVxlanPeers(dev: string, peers: VxlanPeer[]): Promise<void>;
-  /** Removes them; entries already gone are not an error. */
-  delVxlanPeers(dev: string, peers: VxlanPeer[]): Promise<void>;
-}
-
-export const RTNL_METHODS: readonly (keyof RtnlOps)[] = [
-  'links',
-  'addLink',
-  'setLink',
-  'delLink',
-  'addrs',
-  'addAddr',
-  'delAddr',
-  'routes',
-  'addRoute',
-  'delRoute',
-  'neighs',
-  'replaceNeigh',
-  'delNeigh',
-  'fdb',
-  'replaceFdb',
-  'delFdb',
-  'replaceVxlanPeers',
-  'delVxlanPeers',
-];
-
-/** A remote endpoint as the vxlan device sees it: IP → MAC (neighbour), MAC → VTEP (FDB). */
-export interface VxlanPeer {
-  address: string;
-  mac: string;
-  vtep: string;
-}
 
 /** Requests in flight at once in a pipelined batch (bounded: the socket buffer holds the ACKs). */
 const PIPELINE_DEPTH = 256;
@@ -475,41 +419,5 @@ export class Rtnl implements RtnlOps {
   }
 }
 
-function decodeScope(scope: rt.Route['scope']): RouteInfo['scope'] {
-  switch (scope) {
-    case 0:
-    case 'UNIVERSE':
-      return 'universe';
-    case 253:
-    case 'LINK':
-      return 'link';
-    case 254:
-    case 'HOST':
-      return 'host';
-    default:
-      return 'other';
-  }
-}
-
-/** Decodes one RTM_NEWLINK reply; rejects a reply without index or name (a malformed message). */
-export function decodeLink(m: {
-  data: rt.Link;
-  attrs: { ifname?: string; mtu?: number; address?: Buffer; master?: number; linkinfo?: Buffer };
-}): LinkInfo {
-  const { index } = m.data;
-  const name = m.attrs.ifname;
-  if (index === undefined || name === undefined) {
-    throw new NetlinkError('dump links', `malformed link message (index ${index}, name ${name})`);
-  }
-  const info: LinkInfo = { index, name, mtu: m.attrs.mtu ?? 0, up: m.data.flags?.up === true };
-  if (m.attrs.address !== undefined && m.attrs.address.length === 6) info.mac = bufferToMac(m.attrs.address);
-  if (m.attrs.master !== undefined && m.attrs.master !== 0) info.masterIndex = m.attrs.master;
-  if (m.attrs.linkinfo !== undefined) {
-    const li = parseAttrs(m.attrs.linkinfo);
-    const kind = li.get(IFLA_INFO_KIND);
-    if (kind !== undefined) info.kind = kind.toString().replace(/\0+$/, '');
-    const data = li.get(IFLA_INFO_DATA);
-    if (info.kind === 'vxlan' && data !== undefined) info.vxlan = decodeVxlanData(data);
-  }
-  return info;
-}
+export { decodeLink } from './decode.js';
+export { RTNL_METHODS, type RtnlOps, type VxlanPeer } from './ops.js';
