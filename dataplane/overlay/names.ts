@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ValidationError } from '../../src/common/errors.js';
 
 /**
  * Names of the kernel objects the overlay and sandboxes create, in one place
@@ -14,6 +15,24 @@ export const VXLAN_IF = 'vx0';
 export const NETWORK_HOST_IF = 'hl0';
 
 const SHORT = 12;
+const HOST_PREFIX_PATTERN = /^[a-z0-9][a-z0-9_]{0,15}-$/;
+
+/**
+ * The overlay and sandbox programmers delete every namespace under their
+ * prefix that the desired state does not name, so the prefix must be one only
+ * meshd uses: non-empty and ending in "-" ("md-" on a host, "<lab>h1-" in the lab).
+ * An empty prefix would make `n*`/`t*` namespaces of other software look like ours.
+ */
+export function validateHostPrefix(hostPrefix: string, field = 'hostPrefix'): string {
+  if (!HOST_PREFIX_PATTERN.test(hostPrefix)) {
+    throw new ValidationError(
+      field,
+      `${field}: namespace prefix must match ${HOST_PREFIX_PATTERN} (e.g. "md-"), got ${JSON.stringify(hostPrefix)}; ` +
+        'meshd deletes undesired namespaces under it, so it must not be empty',
+    );
+  }
+  return hostPrefix;
+}
 
 function short(id: string): string {
   const clean = id.toLowerCase().replace(/[^a-z0-9]/g, '');

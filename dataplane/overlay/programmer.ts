@@ -14,7 +14,14 @@ import {
   type OverlayNetwork,
   type OverlayPeerEntry,
 } from './model.js';
-import { BRIDGE_IF, hostLinkName, NETWORK_HOST_IF, VXLAN_IF, vxlanStagingName } from './names.js';
+import {
+  BRIDGE_IF,
+  hostLinkName,
+  NETWORK_HOST_IF,
+  VXLAN_IF,
+  validateHostPrefix,
+  vxlanStagingName,
+} from './names.js';
 import { type OverlayChange, planOverlay } from './plan.js';
 
 const log = subsystemLogger('overlay');
@@ -48,6 +55,7 @@ async function ignoreMissing(run: () => Promise<void>): Promise<void> {
 }
 
 export function overlayProgrammer(ctx: OverlayContext): OverlayProgrammer {
+  validateHostPrefix(ctx.hostPrefix);
   const nsOps = async (netns: string): Promise<RtnlOps> => helperRtnl(await ctx.helpers.get(netns));
   let ops = 0;
   const count = <T>(p: Promise<T>): Promise<T> => {

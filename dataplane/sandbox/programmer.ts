@@ -7,7 +7,7 @@ import { helperRtnl } from '../netlink/remote.js';
 import type { RouteSpec } from '../netlink/types.js';
 import { createNetns, deleteNetns, listNetns, netnsPath } from '../netns/netns.js';
 import type { NetnsHelperPool } from '../netns/pool.js';
-import { BRIDGE_IF } from '../overlay/names.js';
+import { BRIDGE_IF, validateHostPrefix } from '../overlay/names.js';
 import { desiredSandboxes, type SandboxAttachment, type SandboxesModel, type SandboxModel } from './model.js';
 import { planSandboxes, type SandboxChange } from './plan.js';
 
@@ -77,6 +77,7 @@ interface IpRoute {
 }
 
 export function sandboxProgrammer(ctx: SandboxContext): SandboxProgrammer {
+  validateHostPrefix(ctx.hostPrefix);
   const etc = ctx.etcNetnsDir ?? '/etc/netns';
   let ops = 0;
 

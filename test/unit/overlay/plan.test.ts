@@ -1,8 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { localHostAccess } from '../../../dataplane/netns/host.js';
+import { NetnsHelperPool } from '../../../dataplane/netns/pool.js';
 import { desiredOverlay, emptyOverlayModel, type OverlayModel } from '../../../dataplane/overlay/model.js';
-import { macFromIpv4, networkNetnsName, sandboxVethName } from '../../../dataplane/overlay/names.js';
+import {
+  macFromIpv4,
+  networkNetnsName,
+  sandboxVethName,
+  validateHostPrefix,
+} from '../../../dataplane/overlay/names.js';
 import { planOverlay } from '../../../dataplane/overlay/plan.js';
+import { overlayProgrammer } from '../../../dataplane/overlay/programmer.js';
 import { type DesiredState, EndpointMode } from '../../../src/api/gen/meshd/v1/dataplane.js';
 
 const HOST = 'mdkh1-';
@@ -130,4 +138,14 @@ test('names: long IDs are hashed to fit, link names stay within IFNAMSIZ, MACs d
   assert.notEqual(networkNetnsName(HOST, 'a'.repeat(25)), networkNetnsName(HOST, `${'a'.repeat(24)}b`));
   assert.ok(sandboxVethName('t'.repeat(25), 3).length <= 15);
   assert.equal(macFromIpv4('10.255.0.1'), '02:42:0a:ff:00:01');
+});
+
+test('a programmer refuses an empty host prefix: it would adopt and delete other software namespaces', () => {
+  assert.throws(
+    () => overlayProgrammer({ hostPrefix: '', host: localHostAccess(), helpers: new NetnsHelperPool() }),
+    /hostPrefix: namespace prefix must match .* got ""/,
+  );
+  assert.equal(validateHostPrefix('md-'), 'md-');
+  assert.equal(validateHostPrefix('mdkh1-'), 'mdkh1-');
+  assert.throws(() => validateHostPrefix('md'), /must match/);
 });
