@@ -39,6 +39,10 @@ export interface ServerLimits {
   maxTcpQueriesInFlight: number;
   /** Forwarded queries in flight from one sandbox: one noisy task cannot take the whole upstream budget. */
   maxForwardedPerSandbox: number;
+  /** Answers queued for a TCP client that does not read; past it the connection is closed. */
+  maxTcpUnsentBytes: number;
+  /** UDP answers queued in the process (the kernel buffer is full); past it answers are dropped. */
+  maxUdpSendQueue: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = {
@@ -48,6 +52,8 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   maxTcpFrameBytes: 4096,
   maxTcpQueriesInFlight: 16,
   maxForwardedPerSandbox: 256,
+  maxTcpUnsentBytes: 64 * 1024,
+  maxUdpSendQueue: 1024,
 };
 
 export interface DnsServerOptions {
@@ -196,6 +202,11 @@ export class DnsServer {
     const socket = binding.sockets.udp;
     // A forwarded answer may come back after the sandbox went away.
     if (bytes === undefined || socket === undefined || this.bindings.get(binding.taskId) !== binding) return;
+    // libuv queues a datagram in memory when the kernel buffer is full: bound that queue.
+    if (socket.getSendQueueSize() >= this.limits.maxUdpSendQueue) {
+      this.metrics.drop('overload');
+      return;
+    }
     this.metrics.response(responseRcode(bytes));
     // No callback: a send error surfaces as the socket's 'error' event (rate-limited log).
     socket.send(bytes, rinfo.port, rinfo.address);
@@ -289,6 +300,11 @@ export class DnsServer {
       frame.writeUInt16BE(bytes.length, 0);
       bytes.copy(frame, 2);
       conn.write(frame);
+      // A client that sends queries but never reads would make us buffer answers without end.
+      if (conn.writableLength > this.limits.maxTcpUnsentBytes) {
+        this.metrics.drop('overload');
+        conn.destroy();
+      }
     };
     conn.on('data', (chunk: Buffer) => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);

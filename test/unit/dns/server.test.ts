@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type dgram from 'node:dgram';
-import type net from 'node:net';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { DnsServer } from '../../../dataplane/dns/server.js';
@@ -133,6 +133,34 @@ describe('dns server over loopback', () => {
     assert.equal(await tcpExchange(tcpPort, oversized), undefined);
     // A client that sends half a length prefix and stalls is cut off at the idle timeout.
     assert.equal(await tcpExchange(tcpPort, Buffer.from([0]), 2000), undefined);
+  });
+
+  it('closes a TCP connection whose client sends queries but never reads the answers', async () => {
+    const frame = framed(queryBytes('_redis._tcp.cache', RRTYPE.SRV, { id: 1 }));
+    const burst = Buffer.concat(Array.from({ length: 2000 }, () => frame));
+    const closed = await new Promise<boolean>((resolve) => {
+      const conn = net.connect(tcpPort, '127.0.0.1');
+      const timer = setTimeout(() => {
+        conn.destroy();
+        resolve(false);
+      }, 15_000);
+      let writes = 0;
+      const pump = (): void => {
+        // No 'data' listener while writing: answers pile up on the server side.
+        while (writes < 40 && conn.write(burst)) writes++;
+        if (writes < 40) conn.once('drain', pump);
+        // A paused socket never sees the reset; read now to observe it.
+        else setTimeout(() => conn.resume(), 300);
+      };
+      conn.on('connect', pump);
+      conn.on('error', () => {});
+      conn.on('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    assert.ok(closed, 'the server must cut off a client that does not read');
+    assert.match(await registry.metrics(), /meshd_dns_dropped_total\{reason="overload"\} [1-9]/);
   });
 
   it('answers FORMERR to a malformed query and stays up', async () => {
