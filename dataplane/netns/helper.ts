@@ -122,6 +122,11 @@ export class NetnsHelper {
     });
   }
 
+  /** False once the helper process has exited (then every request fails; start a new one). */
+  get alive(): boolean {
+    return !this.exited;
+  }
+
   async ping(): Promise<void> {
     await this.request({ op: 'ping' });
   }

@@ -13,6 +13,7 @@ import {
   listNetns,
   netnsExists,
 } from '../../../dataplane/netns/netns.js';
+import { NetnsHelperPool } from '../../../dataplane/netns/pool.js';
 
 const NS = 'mdkns1';
 const NS2 = 'mdkns2';
@@ -196,6 +197,22 @@ describe('namespace helper and socket handoff', () => {
     const deadline = Date.now() + 5_000;
     while (Date.now() < deadline && isAlive(helperPid)) await new Promise((r) => setTimeout(r, 50));
     assert.equal(isAlive(helperPid), false, `helper ${helperPid} outlived the command`);
+  });
+
+  test('the pool replaces a helper that died', async () => {
+    const pool = new NetnsHelperPool();
+    try {
+      const first = await pool.get(NS);
+      assert.equal(await pool.get(NS), first);
+      process.kill(first.pid, 'SIGKILL');
+      const deadline = Date.now() + 5_000;
+      while (first.alive && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const second = await pool.get(NS);
+      assert.notEqual(second.pid, first.pid);
+      await second.ping();
+    } finally {
+      await pool.stopAll();
+    }
   });
 
   test('a helper exits when its parent is killed', async () => {
