@@ -167,6 +167,16 @@ export function buildIndex(state: DesiredState): DnsIndex {
   };
 
   for (const service of state.services) addService(service);
+  // A local task that is no service's active endpoint (starting, unhealthy, a plain
+  // client) still owns its name: never forwarded, but no address either.
+  for (const sb of state.sandboxes) {
+    const taskName = sb.taskName.toLowerCase();
+    if (taskName === '') continue;
+    for (const a of sb.attachments) {
+      if (index.networks.get(a.networkId)?.names.has(taskName) === true) continue;
+      addName(a.networkId, taskName, { kind: 'addresses', addresses: [], ttlS: taskTtlS, shuffle: false });
+    }
+  }
 
   function addService(service: Service): void {
     const serviceName = service.name.toLowerCase();

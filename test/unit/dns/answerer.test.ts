@@ -64,6 +64,12 @@ describe('dns answerer', () => {
     assert.deepEqual(addresses(drained), []);
   });
 
+  it('keeps the name of a local task that is no active endpoint inside the cluster (no data, never forwarded)', () => {
+    const d = ask('client.1.aaa', RRTYPE.A);
+    assert.equal(d.kind === 'answer' && d.rcode, RCODE.NOERROR);
+    assert.deepEqual(addresses(d), []);
+  });
+
   it('answers NXDOMAIN for a service on a network the sandbox is not attached to', () => {
     const d = ask('pg', RRTYPE.A);
     assert.equal(d.kind === 'answer' && d.rcode, RCODE.NXDOMAIN);
