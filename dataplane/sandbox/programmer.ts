@@ -38,9 +38,22 @@ export interface SandboxProgrammer {
   describe(model: SandboxesModel): unknown;
 }
 
-async function ipJson<T>(netns: string, args: string[]): Promise<T> {
-  const { stdout } = await execFileAsync('ip', ['-n', netns, '-j', ...args], { timeout: 10_000 });
-  return JSON.parse(stdout) as T;
+/** Several `ip -j` listings in one exec: iproute2 prints one JSON array per line, in order. */
+async function ipJsonBatch(netns: string, commands: string[]): Promise<unknown[]> {
+  const run = execFileAsync('ip', ['-n', netns, '-j', '-batch', '-'], {
+    timeout: 10_000,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  run.child.stdin?.end(`${commands.join('\n')}\n`);
+  const { stdout } = await run;
+  const lines = stdout.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length !== commands.length) {
+    throw new MeshError(
+      'SANDBOX',
+      `sandbox "${netns}": expected ${commands.length} JSON listings from ip, got ${lines.length}`,
+    );
+  }
+  return lines.map((l) => JSON.parse(l) as unknown);
 }
 
 /** One `ip -batch` for the in-sandbox settings (see dataplane/netns/README.md for why not a helper). */
@@ -82,9 +95,11 @@ export function sandboxProgrammer(ctx: SandboxContext): SandboxProgrammer {
   let ops = 0;
 
   async function dumpSandbox(netns: string): Promise<SandboxModel> {
-    const links = await ipJson<IpLink[]>(netns, ['link', 'show']);
-    const addrs = await ipJson<IpAddr[]>(netns, ['addr', 'show']);
-    const routes = await ipJson<IpRoute[]>(netns, ['route', 'show']);
+    const [links, addrs, routes] = (await ipJsonBatch(netns, ['link show', 'addr show', 'route show'])) as [
+      IpLink[],
+      IpAddr[],
+      IpRoute[],
+    ];
     const attachments: SandboxAttachment[] = [];
     for (const l of links) {
       if (!/^eth\d+$/.test(l.ifname) || !l.flags.includes('UP')) continue;
