@@ -3,18 +3,21 @@
  * `ingress`, tasks t1 (h1) and t2 (h2) running fixtures/task-server.mjs, a
  * client sandbox c3 on h3, service `web` (VIP, published 30080 ingress) and
  * service `loc` (t1 only, published 30090 mode=local, health port 30091).
- * Every host gets its own DesiredState and Reconciler (nft LB + FDB + health).
+ * Every host gets its own DesiredState and one Reconciler: K's overlay and sandbox
+ * programmers (dataplane/overlay, dataplane/sandbox), the nftables LB and health ports.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import { HealthPortServer, healthProgrammer } from '../../../dataplane/lb/health.js';
 import { NftLoadBalancer } from '../../../dataplane/lb/nft/backend.js';
 import { nftToolExecutor } from '../../../dataplane/lb/nft/executor.js';
 import { lbProgrammer } from '../../../dataplane/lb/programmer.js';
 import type { LbScope } from '../../../dataplane/lb/types.js';
 import { NetnsHelper } from '../../../dataplane/netns/helper.js';
-import { createNetns } from '../../../dataplane/netns/netns.js';
-import { networkNetnsName } from '../../../dataplane/reconciler/node.js';
+import { helperHostAccess } from '../../../dataplane/netns/host.js';
+import { macFromIpv4, networkNetnsName, sandboxNetnsName } from '../../../dataplane/overlay/names.js';
+import { buildNodeOverlay, type NodeOverlay } from '../../../dataplane/overlay/node.js';
 import { Reconciler } from '../../../dataplane/reconciler/reconciler.js';
 import { type LabHost, labDown, labUp, type NetnsLab } from '../../../scripts/lab/lab.js';
 import {
@@ -25,7 +28,15 @@ import {
   Protocol,
   PublishMode,
 } from '../../../src/api/gen/meshd/v1/dataplane.js';
-import { fdbProgrammer, ipBatch, macOf, sh, VXLAN_DEV } from './lab-overlay.js';
+
+const macOf = macFromIpv4;
+
+export async function sh(argv: string[], input?: string): Promise<string> {
+  const result = await execa(argv[0]!, argv.slice(1), { reject: false, timeout: 20_000, input: input ?? '' });
+  if (result.exitCode !== 0)
+    throw new Error(`${argv.join(' ')} failed (exit ${result.exitCode}): ${String(result.stderr).trim()}`);
+  return String(result.stdout);
+}
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const TASK_PORT = 8080;
@@ -61,6 +72,7 @@ export class MeshLab {
   readonly reconcilers: Reconciler[] = [];
   readonly health: HealthPortServer[] = [];
   private readonly helpers: NetnsHelper[] = [];
+  private readonly overlays: NodeOverlay[] = [];
   private readonly processes: ChildProcess[] = [];
   endpoints: EndpointStates = {
     web: new Map([
@@ -78,7 +90,7 @@ export class MeshLab {
     const mesh = new MeshLab(await labUp({ prefix, hosts: 3 }));
     try {
       for (const host of mesh.lab.hosts) await mesh.buildHost(host);
-      for (const task of TASKS) await mesh.buildSandbox(task);
+      await mesh.applyAll();
       for (const task of TASKS) if (task.service !== null) await mesh.startTask(task.id);
     } catch (err) {
       await mesh.down();
@@ -97,46 +109,14 @@ export class MeshLab {
 
   sandboxNetns(taskId: string): string {
     const task = TASKS.find((t) => t.id === taskId)!;
-    return `${this.host(task.host).netnsPrefix}t${taskId}`;
+    return sandboxNetnsName(this.host(task.host).netnsPrefix, taskId);
   }
 
   private async buildHost(host: LabHost): Promise<void> {
-    for (const spec of NETWORKS) {
-      const netns = this.networkNetns(host, spec.id);
-      const lb = `${spec.prefix}.${lbOctet(host.index)}`;
-      await createNetns(netns);
-      const vx = `vx${spec.vni}`;
-      await ipBatch(host.netns, [
-        `link add ${vx} type vxlan id ${spec.vni} local ${host.address} dstport 4789 nolearning proxy dev ${host.underlayIf}`,
-        `link set ${vx} netns ${netns}`,
-      ]);
-      await ipBatch(netns, [
-        'link add br0 type bridge',
-        `link set br0 address ${macOf(lb)}`,
-        `addr add ${spec.prefix}.1/24 dev br0`,
-        `addr add ${lb}/24 dev br0`,
-        `link set ${vx} name ${VXLAN_DEV}`,
-        `link set ${VXLAN_DEV} mtu 1450 master br0 up`,
-        'link set br0 mtu 1450 up',
-      ]);
-      await sh(['ip', 'netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-      if (spec.ingress) {
-        // The host's hop into the ingress network: published ports are DNATed to the LB address there.
-        await ipBatch(host.netns, [
-          `link add ig0 type veth peer name ig1 netns ${netns}`,
-          'addr add 172.31.255.1/30 dev ig0',
-          'link set ig0 up',
-          `route add ${spec.prefix}.0/24 via 172.31.255.2`,
-        ]);
-        await ipBatch(netns, [
-          'addr add 172.31.255.2/30 dev ig1',
-          'link set ig1 up',
-          'route add default via 172.31.255.1',
-        ]);
-      }
-    }
     const helper = await NetnsHelper.start(host.netns);
     this.helpers.push(helper);
+    const overlay = buildNodeOverlay({ hostPrefix: host.netnsPrefix, host: helperHostAccess(helper) });
+    this.overlays.push(overlay);
     const health = new HealthPortServer(async (port) => (await helper.openTcpServer('0.0.0.0', port)).server);
     this.health.push(health);
     const scopes = (): LbScope[] => [
@@ -150,38 +130,8 @@ export class MeshLab {
       listScopes: scopes,
     });
     this.reconcilers.push(
-      new Reconciler([
-        fdbProgrammer((id) => this.networkNetns(host, id)),
-        lbProgrammer(lb),
-        healthProgrammer(health),
-      ]),
+      new Reconciler([...overlay.programmers, lbProgrammer(lb), healthProgrammer(health)]),
     );
-  }
-
-  private async buildSandbox(task: (typeof TASKS)[number]): Promise<void> {
-    const host = this.host(task.host);
-    const sandbox = this.sandboxNetns(task.id);
-    await createNetns(sandbox);
-    const lines: string[] = [];
-    for (const [i, networkId] of task.networks.entries()) {
-      const spec = NETWORKS.find((n) => n.id === networkId)!;
-      const netns = this.networkNetns(host, networkId);
-      const address = `${spec.prefix}.${task.octet}`;
-      await ipBatch(netns, [
-        `link add v${task.id} mtu 1450 type veth peer name eth${i} netns ${sandbox}`,
-        `link set v${task.id} master br0 up`,
-      ]);
-      lines.push(
-        `link set eth${i} address ${macOf(address)} mtu 1450`,
-        `addr add ${address}/24 dev eth${i}`,
-        `link set eth${i} up`,
-      );
-      // VIPs are routed through the network namespace, where the LB lives.
-      if (networkId === 'app') lines.push(`route add ${WEB_VIP}/32 via ${spec.prefix}.1`);
-    }
-    const defaultNetwork = task.networks.includes('ingress') ? '10.255.0.1' : '10.10.0.1';
-    lines.push(`route add default via ${defaultNetwork}`);
-    await ipBatch(sandbox, lines);
   }
 
   private async startTask(taskId: string): Promise<void> {
@@ -327,6 +277,7 @@ export class MeshLab {
   async down(): Promise<void> {
     for (const child of this.processes) child.kill('SIGTERM');
     for (const h of this.health) await h.close().catch(() => {});
+    for (const overlay of this.overlays) await overlay.close().catch(() => {});
     for (const helper of this.helpers) await helper.stop().catch(() => {});
     await labDown(this.lab.prefix);
   }

@@ -10,8 +10,7 @@ import { createNetns, deleteNetns } from '../../../dataplane/netns/netns.js';
 import { networkNetnsName } from '../../../dataplane/reconciler/node.js';
 import { DesiredState, PublishMode } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { sampleState } from '../../unit/desired/fixtures.js';
-import { sh } from './lab-overlay.js';
-import { httpGet } from './mesh-lab.js';
+import { httpGet, sh } from './mesh-lab.js';
 
 const MESHD = fileURLToPath(new URL('../../../bin/meshd', import.meta.url));
 const HOST = 'mdlr';
