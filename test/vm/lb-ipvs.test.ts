@@ -4,7 +4,12 @@ import { join, resolve } from 'node:path';
 import { after, before, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { IpvsServiceOptions } from '../../dataplane/lb/ipvs/translate.js';
-import { type LbScope, type LbVirtualService, virtualServiceKey } from '../../dataplane/lb/types.js';
+import {
+  ANY_LOCAL_ADDRESS,
+  type LbScope,
+  type LbVirtualService,
+  virtualServiceKey,
+} from '../../dataplane/lb/types.js';
 import { VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestStep } from './guest/driver.js';
 import { ok, runGuestSteps } from './helpers.js';
@@ -140,4 +145,64 @@ it('drain: weight 0 in ipvsadm -Ln keeps open connections, ActiveConn falls, the
   // ipvsadm -C by hand: the next sync puts the service back.
   assert.deepEqual(ok<{ changes: string[] }>(results[14], 'repair').changes, [`add-service ${KEY}`]);
   assert.deepEqual(dest(15, '10.77.0.11:8080')?.numbers.slice(0, 1), [1]);
+});
+
+it('a published port answers on the node address through a fwmark service, and removing a UDP endpoint flushes its conntrack entries', async () => {
+  const host: LbScope = { kind: 'host' };
+  const published: LbVirtualService = {
+    key: virtualServiceKey(host, 'tcp', ANY_LOCAL_ADDRESS, 30080),
+    scope: host,
+    protocol: 'tcp',
+    address: ANY_LOCAL_ADDRESS,
+    port: 30080,
+    scheduler: 'random',
+    snatAddress: '10.77.0.11',
+    backends: [{ address: '10.77.0.12', port: 8080, weight: 1 }],
+  };
+  const dns = (backends: LbVirtualService['backends']): LbVirtualService => ({
+    key: virtualServiceKey(scope, 'udp', '10.96.0.20', 8080),
+    scope,
+    protocol: 'udp',
+    address: '10.96.0.20',
+    port: 8080,
+    scheduler: 'random',
+    snatAddress: '10.77.0.11',
+    backends,
+  });
+  const countUdp = {
+    step: 'sh',
+    cmd: 'conntrack -L -p udp --reply-src 10.77.0.12 2>/dev/null | wc -l',
+  } as const;
+  const steps: GuestStep[] = [
+    {
+      step: 'lbSync',
+      services: [published, dns([{ address: '10.77.0.12', port: 8080, weight: 1 }])],
+      options: {},
+    },
+    { step: 'writeFile', path: join(dir, 'synced2'), text: '' },
+    { step: 'waitFile', path: join(dir, 'clients-done'), timeoutMs: 90_000 },
+    countUdp, // 3
+    { step: 'lbSync', services: [published, dns([])], options: {} }, // 4
+    countUdp, // 5
+    { step: 'sh', cmd: 'ipvsadm -Ln' }, // 6
+  ];
+  const director = runGuestSteps(lab, 'vm1', steps);
+  await waitForHostFile(join(dir, 'synced2'), 120_000);
+  // `head`, not bash's `read`: read(2)s one byte at a time, which on a datagram socket eats the datagram.
+  const client = await lab.exec(
+    'vm3',
+    `exec 3<>/dev/tcp/10.77.0.11/30080 && read -t 5 tcp <&3; exec 3<&-
+     exec 4<>/dev/udp/10.96.0.20/8080 && echo ping >&4 && udp=$(timeout 5 head -n1 <&4); exec 4<&-
+     echo "tcp=$tcp"; echo "udp=$udp"; touch ${dir}/clients-done`,
+  );
+  const results = await director;
+  assert.match(client.stdout, /^tcp=vm2 10\.77\.0\.11$/m, client.stdout + client.stderr);
+  assert.match(client.stdout, /^udp=vm2 10\.77\.0\.11$/m, client.stdout + client.stderr);
+  const count = (i: number) => Number(ok<{ stdout: string }>(results[i], `step ${i}`).stdout.trim());
+  assert.ok(count(3) >= 1, 'the UDP flow is in conntrack before the endpoint goes');
+  assert.equal(count(5), 0, 'removing the endpoint flushed its UDP conntrack entries');
+  const listing = parseIpvsadmList(ok<{ stdout: string }>(results[6], 'list').stdout);
+  assert.ok(
+    listing.some((s) => s.key.startsWith('fwmark ') && s.destinations[0]?.address === '10.77.0.12:8080'),
+  );
 });

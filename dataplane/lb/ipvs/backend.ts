@@ -141,7 +141,8 @@ export class IpvsLoadBalancer implements LoadBalancer {
       }
       kernelOperations += await this.applyChange(rt, change);
     }
-    for (const rt of touchedScopes.values()) kernelOperations += await this.syncScope(rt);
+    const namespaces = new Map([...touchedScopes.values()].map((rt) => [rt.netns, rt]));
+    for (const rt of namespaces.values()) kernelOperations += await this.syncScope(rt);
     return { kernelOperations };
   }
 
@@ -248,8 +249,10 @@ export class IpvsLoadBalancer implements LoadBalancer {
 
   /** Netfilter + VIP addresses + timeouts of a scope, from what is programmed there now. */
   private async syncScope(rt: ScopeRuntime): Promise<number> {
-    const key = scopeKey(rt.scope);
-    const services = [...this.programmed.values()].filter((s) => scopeKey(s.scope) === key);
+    // Per namespace, not per scope: two scopes may share one (the VM tests put
+    // every scope in the VM's own namespace), and one table and one set of
+    // timeouts must then serve both.
+    const services = [...this.programmed.values()].filter((s) => this.runtime(s.scope).netns === rt.netns);
     const spec: ScopeNetfilter = {
       snatAddress: services.find((s) => s.snatAddress !== null)?.snatAddress ?? null,
       vips: services

@@ -198,19 +198,48 @@ describe('IPVS backend', () => {
       backends: [b('10.255.0.2')],
     };
     await sync(state(published));
-    const mark = publishedPortMark('udp', 30053);
-    assert.deepEqual(markToPublishedPort(mark), { protocol: 'udp', port: 30053 });
+    const mark = publishedPortMark('udp', 30053, false);
+    assert.deepEqual(markToPublishedPort(mark), { protocol: 'udp', port: 30053, snat: false });
+    assert.deepEqual(markToPublishedPort(publishedPortMark('tcp', 80, true)), {
+      protocol: 'tcp',
+      port: 80,
+      snat: true,
+    });
     assert.equal(markToPublishedPort(7), null);
     assert.ok(ns.services.has(`fwmark ${mark}`));
     assert.deepEqual(ns.netfilter?.published, [{ protocol: 'udp', port: 30053, mark }]);
     assert.deepEqual(await sync(state(published)), []);
+    // Gaining SNAT moves the port to another mark: the old IPVS service goes, the new one comes.
+    const snatted = { ...published, snatAddress: '10.0.0.254' };
+    await sync(state(snatted));
+    const snatMark = publishedPortMark('udp', 30053, true);
+    assert.deepEqual([...ns.services.keys()], [`fwmark ${snatMark}`]);
+    assert.deepEqual(await sync(state(snatted)), []);
+  });
+
+  it('scopes that share one namespace share its netfilter state: a VIP and a published port both stay programmed', async () => {
+    const { ns, sync } = setup();
+    const host: LbScope = { kind: 'host' };
+    const published: LbVirtualService = {
+      key: virtualServiceKey(host, 'tcp', ANY_LOCAL_ADDRESS, 30080),
+      scope: host,
+      protocol: 'tcp',
+      address: ANY_LOCAL_ADDRESS,
+      port: 30080,
+      scheduler: 'random',
+      snatAddress: null,
+      backends: [b('10.0.0.5')],
+    };
+    await sync(state(vip([b('10.0.0.5')]), published));
+    assert.deepEqual(ns.netfilter?.vips, [{ protocol: 'tcp', address: '10.0.0.2', port: 80 }]);
+    assert.equal(ns.netfilter?.published.length, 1);
   });
 
   it('the netfilter script replaces the table atomically and SNATs only marked (balanced) connections', () => {
     const script = renderNetfilter({
       snatAddress: '10.0.0.254',
       vips: [{ protocol: 'tcp', address: '10.0.0.2', port: 80 }],
-      published: [{ protocol: 'tcp', port: 30080, mark: publishedPortMark('tcp', 30080) }],
+      published: [{ protocol: 'tcp', port: 30080, mark: publishedPortMark('tcp', 30080, false) }],
     });
     assert.match(script, /^table ip meshd_ipvs \{\}\ndelete table ip meshd_ipvs\n/);
     assert.match(script, /snat ip to 10\.0\.0\.254/);

@@ -1,9 +1,11 @@
 // Plain JS (no bundle, builtins only: starts in ~1.5 s under emulation).
 //   node tcp-peer.mjs serve ADDRESS PORT NAME
-//     answers each connection with "NAME CLIENT_ADDRESS\n" and keeps it open until the client closes.
+//     answers each TCP connection with "NAME CLIENT_ADDRESS\n" and keeps it open until the client
+//     closes; answers each UDP datagram to the same port with the same line.
 //   node tcp-peer.mjs hold ADDRESS PORT COUNT DIR
 //     opens COUNT connections, writes the answers to DIR/held.json, waits for DIR/release,
 //     closes them, opens COUNT fresh ones (closed at once), writes DIR/after.json.
+import { createSocket } from 'node:dgram';
 import { existsSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,6 +28,9 @@ if (mode === 'serve') {
     socket.write(`${arg} ${socket.remoteAddress}\n`);
     socket.on('end', () => socket.end());
   }).listen(port, address);
+  const udp = createSocket('udp4');
+  udp.on('message', (_msg, rinfo) => udp.send(`${arg} ${rinfo.address}\n`, rinfo.port, rinfo.address));
+  udp.bind(port, address);
 } else if (mode === 'hold') {
   const count = Number(arg);
   const held = [];
