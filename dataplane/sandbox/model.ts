@@ -25,6 +25,8 @@ export interface SandboxModel {
   /** Sorted by dst. VIPs via their network's gateway; default via the ingress (else first) network's gateway. */
   routes: RouteSpec[];
   resolvConf: string;
+  /** Always true when desired: 127.0.0.11 (embedded DNS) and local services need it. */
+  loopbackUp: boolean;
 }
 
 export interface SandboxesModel {
@@ -92,6 +94,7 @@ export function desiredSandboxes(state: DesiredState, hostPrefix: string): Sandb
       attachments,
       routes: [...routes.values()].sort((x, y) => x.dst.localeCompare(y.dst)),
       resolvConf: resolvConfText(),
+      loopbackUp: true,
     });
   }
   return out;

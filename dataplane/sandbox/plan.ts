@@ -13,7 +13,8 @@ export type SandboxChange =
   /** Repair in place: a task's processes keep their namespace, so it is never recreated while desired. */
   | { type: 'replace-attachment'; netns: string; attachment: SandboxAttachment; existed: boolean }
   | { type: 'set-routes'; netns: string; add: RouteSpec[]; remove: RouteSpec[] }
-  | { type: 'write-resolv-conf'; netns: string; content: string };
+  | { type: 'write-resolv-conf'; netns: string; content: string }
+  | { type: 'loopback-up'; netns: string };
 
 /** Pure: the changes that turn `actual` into `desired`; equal models give []. */
 export function planSandboxes(desired: SandboxesModel, actual: SandboxesModel): SandboxChange[] {
@@ -43,6 +44,7 @@ export function planSandboxes(desired: SandboxesModel, actual: SandboxesModel): 
     const add = d.routes.filter((r) => !haveRoutes.has(routeKey(r)));
     const remove = replaced ? [] : a.routes.filter((r) => !wantRoutes.has(routeKey(r)));
     if (add.length > 0 || remove.length > 0) changes.push({ type: 'set-routes', netns, add, remove });
+    if (d.loopbackUp && !a.loopbackUp) changes.push({ type: 'loopback-up', netns });
     if (a.resolvConf !== d.resolvConf)
       changes.push({ type: 'write-resolv-conf', netns, content: d.resolvConf });
   }

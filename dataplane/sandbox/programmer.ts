@@ -125,7 +125,8 @@ export function sandboxProgrammer(ctx: SandboxContext): SandboxProgrammer {
       })
       .sort((x, y) => x.dst.localeCompare(y.dst));
     const resolvConf = await readFile(resolvConfPath(netns, etc), 'utf8').catch(() => '');
-    return { netns, taskId: '', attachments, routes: kept, resolvConf };
+    const loopbackUp = links.some((l) => l.ifname === 'lo' && l.flags.includes('UP'));
+    return { netns, taskId: '', attachments, routes: kept, resolvConf, loopbackUp };
   }
 
   async function addAttachment(netns: string, a: SandboxAttachment): Promise<void> {
@@ -199,6 +200,10 @@ export function sandboxProgrammer(ctx: SandboxContext): SandboxProgrammer {
         return;
       case 'write-resolv-conf':
         await writeResolvConf(c.netns, c.content);
+        return;
+      case 'loopback-up':
+        ops++;
+        await ipBatch(c.netns, ['link set lo up']);
         return;
       default: {
         const never: never = c;

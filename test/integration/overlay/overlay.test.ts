@@ -195,10 +195,12 @@ describe('two-host overlay with sandboxes', () => {
     assert.ok(await pingOk(t1, '10.10.0.12'));
   });
 
-  test('a hand-deleted sandbox interface is rebuilt in place by a resync', async () => {
+  test('a hand-deleted sandbox interface and a downed lo are repaired in place by a resync', async () => {
     await inNs(t1, ['ip', 'link', 'del', 'eth0']);
+    await inNs(t1, ['ip', 'link', 'set', 'lo', 'down']);
     assert.ok((await ol.resync(1)) > 0);
     assert.ok(await pingOk(t1, '10.10.0.12'));
+    assert.ok(await pingOk(t1, '127.0.0.1'));
     assert.equal(await ol.resync(1), 0);
   });
 

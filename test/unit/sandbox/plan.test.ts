@@ -109,13 +109,14 @@ test('a broken interface is replaced in place and all routes re-added; the names
   assert.ok(!plan.some((c) => c.type === 'create-sandbox' || c.type === 'delete-sandbox'));
 });
 
-test('a sandbox no longer desired is deleted; a missing resolv.conf is rewritten', () => {
+test('a sandbox no longer desired is deleted; a missing resolv.conf is rewritten, a downed lo brought up', () => {
   const desired = desiredSandboxes(state([]), HOST);
   const actual = clone(desired);
   [...actual.sandboxes.values()][0]!.resolvConf = '';
+  [...actual.sandboxes.values()][0]!.loopbackUp = false;
   assert.deepEqual(
     planSandboxes(desired, actual).map((c) => c.type),
-    ['write-resolv-conf'],
+    ['loopback-up', 'write-resolv-conf'],
   );
   const gone = planSandboxes({ sandboxes: new Map() }, desired);
   assert.deepEqual(
