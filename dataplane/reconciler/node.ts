@@ -3,18 +3,13 @@ import { NftLoadBalancer } from '../lb/nft/backend.js';
 import { type NftExecutor, nftToolExecutor } from '../lb/nft/executor.js';
 import { lbProgrammer } from '../lb/programmer.js';
 import type { LbScope } from '../lb/types.js';
+import { networkNetnsName } from '../overlay/names.js';
+import { buildNodeOverlay, type NodeOverlay } from '../overlay/node.js';
 import type { AnyProgrammer } from './reconciler.js';
 import { Reconciler } from './reconciler.js';
 
-/**
- * Namespace of an overlay network on this host: `<host prefix>n<network id>`,
- * lowercased, other characters as "-", at most 40 characters (dataplane/netns
- * name rules). The host scope is the namespace meshd runs in.
- */
-export function networkNetnsName(hostPrefix: string, networkId: string): string {
-  const id = networkId.toLowerCase().replace(/[^a-z0-9_-]/g, '-');
-  return `${hostPrefix}n${id}`.slice(0, 40);
-}
+// One naming rule for every namespace (dataplane/overlay/names.ts); re-exported for callers here.
+export { networkNetnsName };
 
 export interface NodeDataplaneOptions {
   /** Prefix of every namespace this host creates ("" on a real host, `<lab>h1-` in the lab). */
@@ -24,7 +19,9 @@ export interface NodeDataplaneOptions {
   /** Serve mode=local health ports (long-running daemons only). */
   healthListen?: ListenFn | null;
   executor?: NftExecutor;
-  /** More programmers (overlay FDB/neighbours, links...) run before the LB. */
+  /** Build overlay networks and task sandboxes too (dataplane/overlay, dataplane/sandbox); default true. */
+  overlay?: boolean;
+  /** More programmers, run before the LB. */
   before?: AnyProgrammer[];
 }
 
@@ -32,9 +29,12 @@ export interface NodeDataplane {
   reconciler: Reconciler;
   lb: NftLoadBalancer;
   health: HealthPortServer | null;
+  overlay: NodeOverlay | null;
+  /** Stops helper processes and health listeners. */
+  close(): Promise<void>;
 }
 
-/** The data plane of one node: nftables LB (+ health ports) behind one reconciler. */
+/** The data plane of one node: overlay + sandboxes, nftables LB (+ health ports) behind one reconciler. */
 export function buildNodeDataplane(options: NodeDataplaneOptions): NodeDataplane {
   const lb = new NftLoadBalancer({
     executor: options.executor ?? nftToolExecutor,
@@ -47,7 +47,21 @@ export function buildNodeDataplane(options: NodeDataplaneOptions): NodeDataplane
   });
   const listen = options.healthListen === undefined ? listenOnAllAddresses : options.healthListen;
   const health = listen === null ? null : new HealthPortServer(listen);
-  const programmers: AnyProgrammer[] = [...(options.before ?? []), lbProgrammer(lb)];
+  const overlay = options.overlay === false ? null : buildNodeOverlay({ hostPrefix: options.hostPrefix });
+  const programmers: AnyProgrammer[] = [
+    ...(overlay?.programmers ?? []),
+    ...(options.before ?? []),
+    lbProgrammer(lb),
+  ];
   if (health !== null) programmers.push(healthProgrammer(health));
-  return { reconciler: new Reconciler(programmers), lb, health };
+  return {
+    reconciler: new Reconciler(programmers),
+    lb,
+    health,
+    overlay,
+    async close() {
+      await health?.close();
+      await overlay?.close();
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { buildNodeDataplane } from '../../dataplane/reconciler/node.js';
+import { buildNodeDataplane, type NodeDataplane } from '../../dataplane/reconciler/node.js';
 import type { ProgrammerView } from '../../dataplane/reconciler/reconciler.js';
 import type { DesiredState } from '../api/gen/meshd/v1/dataplane.js';
 import { systemClock } from '../common/clock.js';
@@ -61,8 +61,8 @@ export function addDataplaneCommands(program: Command): void {
     .requiredOption('--state <file>', 'DesiredState in its JSON form')
     .action(async (options: CommonOptions & { state: string }) => {
       const state = readDesiredStateFile(options.state);
-      const { reconciler } = nodeDataplane(options, () => state, false);
-      const result = await reconciler.apply(state);
+      const node = nodeDataplane(options, () => state, false);
+      const result = await node.reconciler.apply(state).finally(() => node.close());
       writeAppliedState(options.stateDir, state);
       process.stdout.write(
         `applied version ${result.version}: ${result.changes} changes, ${result.kernelOperations} kernel operations in ${result.durationMs.toFixed(0)} ms\n`,
@@ -74,19 +74,27 @@ export function addDataplaneCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (options: CommonOptions & { json?: boolean }) => {
       const state = readAppliedState(options.stateDir);
-      const { reconciler, lb } = nodeDataplane(options, () => state, false);
-      if (state === null) {
-        const programmed = await lb.dump();
-        const services = [...programmed.services.values()];
-        printView(
-          [{ name: 'lb-nftables', desired: { services: [] }, programmed: { services }, pending: [] }],
-          null,
-          options.json === true,
-        );
-        return;
+      const node = nodeDataplane(options, () => state, false);
+      try {
+        await printDump(node, state, options.json === true);
+      } finally {
+        await node.close();
       }
-      printView(await reconciler.view(state), state.version, options.json === true);
     });
+
+  async function printDump(node: NodeDataplane, state: DesiredState | null, json: boolean): Promise<void> {
+    if (state === null) {
+      const programmed = await node.lb.dump();
+      const services = [...programmed.services.values()];
+      printView(
+        [{ name: 'lb-nftables', desired: { services: [] }, programmed: { services }, pending: [] }],
+        null,
+        json,
+      );
+      return;
+    }
+    printView(await node.reconciler.view(state), state.version, json);
+  }
 
   common(dataplane.command('run'))
     .description('apply, serve health ports, resync periodically; SIGHUP re-reads --state, SIGTERM stops')
@@ -95,7 +103,8 @@ export function addDataplaneCommands(program: Command): void {
     .action(async (options: CommonOptions & { state: string; resyncIntervalMs: string }) => {
       const intervalMs = parseInterval(options.resyncIntervalMs);
       let state = readDesiredStateFile(options.state);
-      const { reconciler, health } = nodeDataplane(options, () => state, true);
+      const node = nodeDataplane(options, () => state, true);
+      const reconciler = node.reconciler;
       await reconciler.apply(state);
       writeAppliedState(options.stateDir, state);
       const stop = reconciler.startPeriodicResync(systemClock, intervalMs);
@@ -121,6 +130,6 @@ export function addDataplaneCommands(program: Command): void {
         process.once('SIGINT', resolve);
       });
       stop();
-      await health?.close();
+      await node.close();
     });
 }

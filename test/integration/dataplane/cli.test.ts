@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { createNetns, deleteNetns } from '../../../dataplane/netns/netns.js';
+import { createNetns, deleteNetns, listNetns } from '../../../dataplane/netns/netns.js';
 import { networkNetnsName } from '../../../dataplane/reconciler/node.js';
 import { DesiredState } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { sampleState } from '../../unit/desired/fixtures.js';
@@ -14,7 +14,6 @@ import { sampleState } from '../../unit/desired/fixtures.js';
 const MESHD = fileURLToPath(new URL('../../../bin/meshd', import.meta.url));
 const HOST = 'mdlch';
 const PREFIX = 'mdlch-';
-const NAMESPACES = [HOST, networkNetnsName(PREFIX, 'app'), networkNetnsName(PREFIX, 'ingress')];
 let dir: string;
 
 function writeState(name: string, state: DesiredState): string {
@@ -37,10 +36,17 @@ async function meshd(...args: string[]) {
 describe('meshd dataplane apply/dump', { timeout: 120_000 }, () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mdlc-'));
-    for (const ns of NAMESPACES) await createNetns(ns);
+    // The host namespace with the node's underlay address; meshd builds the rest (overlay, sandboxes).
+    await createNetns(HOST);
+    await execa('ip', ['-n', HOST, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
+    await execa('ip', ['-n', HOST, 'addr', 'add', '192.168.50.1/24', 'dev', 'eth0']);
+    await execa('ip', ['-n', HOST, 'link', 'set', 'eth0', 'up']);
   });
   after(async () => {
-    for (const ns of NAMESPACES) await deleteNetns(ns);
+    for (const ns of listNetns(HOST)
+      .filter((n) => n === HOST || n.startsWith(PREFIX))
+      .reverse())
+      await deleteNetns(ns);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -60,7 +66,11 @@ describe('meshd dataplane apply/dump', { timeout: 120_000 }, () => {
     assert.equal(view.appliedVersion, 1);
     assert.deepEqual(
       view.programmers.map((p) => [p.name, p.pending.length]),
-      [['lb-nftables', 0]],
+      [
+        ['overlay', 0],
+        ['sandbox', 0],
+        ['lb-nftables', 0],
+      ],
     );
     const human = await meshd('dump');
     assert.match(String(human.stdout), /lb-nftables: desired 4, programmed 4, drift 0/);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { createNetns, deleteNetns } from '../../../dataplane/netns/netns.js';
+import { createNetns, deleteNetns, listNetns } from '../../../dataplane/netns/netns.js';
 import { networkNetnsName } from '../../../dataplane/reconciler/node.js';
 import { DesiredState, PublishMode } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { sampleState } from '../../unit/desired/fixtures.js';
@@ -15,7 +15,6 @@ import { httpGet, sh } from './mesh-lab.js';
 const MESHD = fileURLToPath(new URL('../../../bin/meshd', import.meta.url));
 const HOST = 'mdlr';
 const PREFIX = 'mdlr-';
-const NAMESPACES = [HOST, networkNetnsName(PREFIX, 'app'), networkNetnsName(PREFIX, 'ingress')];
 const HEALTH_PORT = 30081;
 
 function localState(nodeId: string): DesiredState {
@@ -42,11 +41,18 @@ describe('meshd dataplane run', { timeout: 120_000 }, () => {
   let daemon: ResultPromise | undefined;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mdlr-'));
-    for (const ns of NAMESPACES) await createNetns(ns);
+    // The host namespace with the node's underlay address; meshd builds the rest (overlay, sandboxes).
+    await createNetns(HOST);
+    await execa('ip', ['-n', HOST, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
+    await execa('ip', ['-n', HOST, 'addr', 'add', '192.168.50.1/24', 'dev', 'eth0']);
+    await execa('ip', ['-n', HOST, 'link', 'set', 'eth0', 'up']);
   });
   after(async () => {
     daemon?.kill('SIGKILL');
-    for (const ns of NAMESPACES) await deleteNetns(ns);
+    for (const ns of listNetns(HOST)
+      .filter((n) => n === HOST || n.startsWith(PREFIX))
+      .reverse())
+      await deleteNetns(ns);
     rmSync(dir, { recursive: true, force: true });
   });
 
