@@ -7,7 +7,6 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { createNetns, deleteNetns, listNetns } from '../../../dataplane/netns/netns.js';
-import { networkNetnsName } from '../../../dataplane/reconciler/node.js';
 import { DesiredState } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { sampleState } from '../../unit/desired/fixtures.js';
 
