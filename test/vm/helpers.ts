@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 import type { VmLab } from '../../scripts/vmlab/lab.js';
@@ -26,20 +26,26 @@ export async function bundleForGuest(entry: string, name: string): Promise<strin
     outfile,
     logLevel: 'error',
   });
+  process.once('exit', () => rmSync(outfile, { force: true }));
   return outfile;
 }
 
 let driverPath: string | undefined;
 
 /** Runs `steps` in one node process on `vm` and returns one result per step. */
-export async function runGuestSteps(lab: VmLab, vm: string, steps: GuestStep[]): Promise<GuestResult[]> {
+export async function runGuestSteps(
+  lab: VmLab,
+  vm: string,
+  steps: GuestStep[],
+  timeoutMs = 120_000,
+): Promise<GuestResult[]> {
   driverPath ??= await bundleForGuest(join(ROOT, 'test/vm/guest/driver.ts'), 'driver');
   const input = JSON.stringify(steps).replace(/'/g, `'\\''`);
   const out = await lab.run(
     vm,
     `printf '%s' '${input}' > /tmp/steps.json && MESHD_TEST=1 node ${driverPath} /tmp/steps.json`,
     {
-      timeoutMs: 120_000,
+      timeoutMs,
     },
   );
   // The results are the last line; anything before it is logging.

@@ -27,6 +27,8 @@ export type GuestStep =
   | { step: 'waitFile'; path: string; timeoutMs: number }
   /** One reconciler round of the IPVS backend (sweep drains, dump, plan, apply); returns the change types. */
   | { step: 'lbSync'; services: LbVirtualService[]; options: Record<string, IpvsServiceOptions> }
+  /** Programming-time benchmark; see scripts/bench/ipvs.ts. */
+  | { step: 'benchProgramming'; services: number; endpoints: number }
   | { step: 'info' }
   | { step: 'flush' }
   | { step: 'addService'; service: IpvsService }
@@ -84,6 +86,67 @@ async function lbSync(
   return { drained, changes: changes.map((c) => `${c.type} ${c.service.key}`) };
 }
 
+/**
+ * Times meshd's netlink client against ipvsadm -R (the C tool, one process,
+ * the same rules) for a full load, and both for a one-endpoint change.
+ */
+async function benchProgramming(ipvs: IpvsClient, services: number, endpoints: number): Promise<unknown> {
+  const vip = (i: number) => `10.100.${i >> 8}.${i & 255}`;
+  const svc = (i: number): IpvsService => ({
+    key: { kind: 'inet', protocol: 'tcp', address: vip(i), port: 80 },
+    scheduler: 'rr',
+    schedFlags: { flag1: false, flag2: false, flag3: false },
+    persistenceS: 0,
+    netmask: 0xffffffff,
+    onePacket: false,
+    persistenceEngine: '',
+  });
+  const dest = (j: number, weight = 1): IpvsDestination => ({
+    address: `10.200.0.${j + 1}`,
+    port: 8080,
+    forward: 'masq',
+    weight,
+    upperThreshold: 0,
+    lowerThreshold: 0,
+  });
+  await ipvs.flush();
+  let t0 = performance.now();
+  for (let i = 0; i < services; i++) {
+    await ipvs.addService(svc(i));
+    for (let j = 0; j < endpoints; j++) await ipvs.addDestination(svc(i).key, dest(j));
+  }
+  const meshdLoadMs = performance.now() - t0;
+  t0 = performance.now();
+  await ipvs.updateDestination(svc(services >> 1).key, dest(0, 0));
+  const meshdOneChangeMs = performance.now() - t0;
+  t0 = performance.now();
+  const dumped = await ipvs.listServices();
+  const meshdDumpServicesMs = performance.now() - t0;
+
+  await ipvs.flush();
+  const rules: string[] = [];
+  for (let i = 0; i < services; i++) {
+    rules.push(`-A -t ${vip(i)}:80 -s rr`);
+    for (let j = 0; j < endpoints; j++) rules.push(`-a -t ${vip(i)}:80 -r 10.200.0.${j + 1}:8080 -m -w 1`);
+  }
+  writeFileSync('/tmp/bench.rules', `${rules.join('\n')}\n`);
+  t0 = performance.now();
+  execFileSync('bash', ['-c', 'ipvsadm -R < /tmp/bench.rules']);
+  const ipvsadmLoadMs = performance.now() - t0;
+  t0 = performance.now();
+  execFileSync('ipvsadm', ['-e', '-t', `${vip(services >> 1)}:80`, '-r', '10.200.0.1:8080', '-m', '-w', '0']);
+  const ipvsadmOneChangeMs = performance.now() - t0;
+  await ipvs.flush();
+  return {
+    meshdLoadMs,
+    meshdOneChangeMs,
+    meshdDumpServicesMs,
+    dumpedServices: dumped.length,
+    ipvsadmLoadMs,
+    ipvsadmOneChangeMs,
+  };
+}
+
 async function runStep(client: () => Promise<IpvsClient>, s: GuestStep): Promise<unknown> {
   switch (s.step) {
     case 'writeFile':
@@ -100,6 +163,8 @@ async function runStep(client: () => Promise<IpvsClient>, s: GuestStep): Promise
     }
     case 'lbSync':
       return lbSync(s.services, s.options);
+    case 'benchProgramming':
+      return benchProgramming(await client(), s.services, s.endpoints);
     case 'sh':
       try {
         return { stdout: execFileSync('bash', ['-c', s.cmd], { encoding: 'utf8' }), exitCode: 0 };
