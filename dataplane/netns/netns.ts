@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { MeshError, ValidationError } from '../../src/common/errors.js';
 
@@ -164,6 +165,8 @@ export async function deleteNetns(name: string): Promise<boolean> {
   validateNetnsName(name);
   if (!netnsExists(name)) return false;
   await ipNetnsMount('del', name);
+  // iproute2 leaves /etc/netns/<name> (the sandbox's resolv.conf) behind; same exact name.
+  await rm(`/etc/netns/${name}`, { recursive: true, force: true });
   return true;
 }
 

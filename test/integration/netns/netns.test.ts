@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -49,10 +50,13 @@ describe('netns lifecycle', () => {
 
   test('ensure keeps an existing namespace and delete is idempotent', async () => {
     assert.equal(await ensureNetns(NS2), false);
+    mkdirSync(`/etc/netns/${NS2}`, { recursive: true });
+    writeFileSync(`/etc/netns/${NS2}/resolv.conf`, 'nameserver 127.0.0.11\n');
     assert.ok(listNetns('mdkns').includes(NS2));
     assert.equal(await deleteNetns(NS2), true);
     assert.equal(await deleteNetns(NS2), false);
     assert.equal(netnsExists(NS2), false);
+    assert.equal(existsSync(`/etc/netns/${NS2}`), false, 'per-namespace /etc/netns dir removed');
   });
 
   test('a bad namespace name is rejected with the field and the accepted form', async () => {
