@@ -69,6 +69,12 @@ describe('embedded DNS on the 3-host mesh lab (name → VIP → load balancer �
     assert.deepEqual(lines(await dig(c3, ['tasks.web'])), ['10.10.0.11', '10.10.0.12']);
   });
 
+  it('serves the system resolver of the sandbox (its resolv.conf points at 127.0.0.11)', async () => {
+    const c3 = mesh!.sandboxNetns('c3');
+    const out = await execInNetns(c3, ['getent', 'ahostsv4', 'web'], { timeoutMs: 15_000 });
+    assert.match(out, new RegExp(`^${WEB_VIP.replaceAll('.', '\\.')}\\s`, 'm'));
+  });
+
   it('reaches a task through the address the name resolved to', async () => {
     const c3 = mesh!.sandboxNetns('c3');
     const [vip] = lines(await dig(c3, ['web']));
