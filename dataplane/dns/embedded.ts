@@ -32,6 +32,7 @@ export interface EmbeddedDnsOptions {
 
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
+const OPEN_CONCURRENCY = 3;
 
 export interface ApplyReport {
   attached: string[];
@@ -107,8 +108,10 @@ export class EmbeddedDns {
       this.attached.delete(taskId);
       report.detached.push(taskId);
     }
-    for (const taskId of wanted) {
-      if (this.attached.has(taskId)) continue;
+    const missing = [...wanted].filter((taskId) => !this.attached.has(taskId));
+    // Each opening starts a helper process (most of a second of CPU): a few at a
+    // time, so a burst of new tasks neither waits in one line nor floods the box.
+    const attachOne = async (taskId: string): Promise<void> => {
       try {
         this.server.attach(taskId, await this.openSockets(sandboxNetnsName(this.hostPrefix, taskId)));
         this.attached.add(taskId);
@@ -120,7 +123,13 @@ export class EmbeddedDns {
           'cannot open DNS sockets in the sandbox; will retry',
         );
       }
-    }
+    };
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < missing.length) await attachOne(missing[next++]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(OPEN_CONCURRENCY, missing.length) }, worker));
+    report.attached.sort();
     return report;
   }
 
