@@ -20,8 +20,15 @@ const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
  * every Debian point release, so it is resolved, never written down.
  */
 export async function resolveKernelPackage(): Promise<string> {
-  const out = await execa('apt-cache', ['depends', 'linux-image-amd64'], { reject: false });
-  const match = /Depends:\s+(linux-image-[0-9][^\s]*-amd64)\b/.exec(out.stdout);
+  const depends = () => execa('apt-cache', ['depends', 'linux-image-amd64'], { reject: false });
+  const pattern = /Depends:\s+(linux-image-[0-9][^\s]*-amd64)\b/;
+  let out = await depends();
+  // A fresh machine (CI) may have empty package lists: refresh them once.
+  if (!pattern.test(out.stdout) && process.getuid?.() === 0) {
+    await execa('apt-get', ['update', '-qq'], { reject: false });
+    out = await depends();
+  }
+  const match = pattern.exec(out.stdout);
   if (out.exitCode !== 0 || match?.[1] === undefined) {
     throw new MeshError(
       'VMLAB_KERNEL',
