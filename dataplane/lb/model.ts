@@ -168,7 +168,8 @@ function snatOf(network: Network): string | null {
 
 function schedulerOf(service: Service): LbScheduler {
   const name = service.lb?.scheduler ?? '';
-  return name === 'sh' ? 'source-hash' : 'random';
+  // nftables can pick at random or by a hash of the source; IPVS-only names map to the nearer one.
+  return name === 'sh' || name === 'mh' ? 'source-hash' : 'random';
 }
 
 function protocolOf(protocol: Protocol): LbProtocol {

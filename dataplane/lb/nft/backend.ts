@@ -29,6 +29,9 @@
  * it stays in `draining`) or being removed. Connections marked by a selector
  * are SNATed to the node's LB address so replies come back through this node.
  *
+ * UDP has no connection end, so removing a UDP backend also deletes the conntrack entries
+ * whose replies come from it (`conntrack -D`); a draining one keeps them.
+ *
  * So a change to a service is element updates only (its verdict, its slots,
  * its draining entries), and the few selector chains are shared. All changes of
  * one sync go to each namespace as one atomic `nft -f` transaction.
@@ -166,6 +169,7 @@ export class NftLoadBalancer implements LoadBalancer {
       }
       this.scopes.set(key, next);
       log.debug({ scope: key, namespace, commands: script.length }, 'nft transaction applied');
+      kernelOperations += await this.flushRemovedUdpBackends(namespace, scopeChanges);
     }
     return { kernelOperations };
   }
@@ -191,6 +195,31 @@ export class NftLoadBalancer implements LoadBalancer {
       for (const service of dump.services) state.services.set(service.key, service);
     }
     return state;
+  }
+
+  /**
+   * UDP has no end of connection: conntrack would keep sending a flow to a removed backend
+   * until the entry times out, so entries whose replies come from a removed backend go.
+   * (Draining backends keep theirs: that is what draining means.)
+   */
+  private async flushRemovedUdpBackends(
+    namespace: string | null,
+    changes: readonly LbChange[],
+  ): Promise<number> {
+    let operations = 0;
+    for (const change of changes) {
+      if (change.service.protocol !== 'udp' || change.type === 'add-service') continue;
+      const before = change.type === 'update-service' ? change.previous.backends : change.service.backends;
+      const after = new Set(
+        change.type === 'update-service' ? change.service.backends.map((b) => `${b.address}:${b.port}`) : [],
+      );
+      for (const backend of before) {
+        if (after.has(`${backend.address}:${backend.port}`)) continue;
+        await this.options.executor.flushUdpConntrack(namespace, backend.address, backend.port);
+        operations++;
+      }
+    }
+    return operations;
   }
 
   /** Removes the meshd table from every listed scope (teardown). */

@@ -7,13 +7,15 @@ export interface NftExecutor {
   run(namespace: string | null, script: string): Promise<void>;
   /** `nft -j list table ip NAME`; null when the table does not exist. */
   listTableJson(namespace: string | null, table: string): Promise<unknown | null>;
+  /** Deletes UDP conntrack entries whose reply comes from `address:port`; returns how many. */
+  flushUdpConntrack(namespace: string | null, address: string, port: number): Promise<number>;
 }
 
 const NFT_TIMEOUT_MS = 120_000;
 const MAX_BUFFER_BYTES = 1024 * 1024 * 1024;
 
-function command(namespace: string | null, args: string[]): [string, string[]] {
-  return namespace === null ? ['nft', args] : ['ip', ['netns', 'exec', namespace, 'nft', ...args]];
+function command(namespace: string | null, args: string[], tool = 'nft'): [string, string[]] {
+  return namespace === null ? [tool, args] : ['ip', ['netns', 'exec', namespace, tool, ...args]];
 }
 
 /** The real executor: spawns `nft` (through `ip netns exec` for a namespace). */
@@ -32,6 +34,22 @@ export const nftToolExecutor: NftExecutor = {
         `nft -f in namespace ${namespace ?? '(current)'} failed (exit ${result.exitCode}): ${String(result.stderr).slice(0, 2000)}`,
         { details: { namespace } },
       );
+  },
+  async flushUdpConntrack(namespace, address, port) {
+    const [file, args] = command(
+      namespace,
+      ['-D', '-p', 'udp', '--reply-src', address, '--reply-port-src', String(port)],
+      'conntrack',
+    );
+    const result = await execa(file, args, { reject: false, timeout: NFT_TIMEOUT_MS });
+    const deleted = /(\d+) flow entries have been deleted/.exec(String(result.stderr));
+    // conntrack exits 1 when nothing matched; anything else without the summary line is a failure.
+    if (deleted === null)
+      throw new MeshError(
+        'CONNTRACK_FAILED',
+        `conntrack -D for ${address}:${port} in namespace ${namespace ?? '(current)'} failed: ${String(result.stderr).slice(0, 500)}`,
+      );
+    return Number(deleted[1]);
   },
   async listTableJson(namespace, table) {
     const [file, args] = command(namespace, ['-j', 'list', 'table', 'ip', table]);

@@ -17,6 +17,7 @@ import {
 } from '../../../dataplane/lb/types.js';
 import { createNetns, deleteNetns } from '../../../dataplane/netns/netns.js';
 import { type Rng, SeededRng } from '../../../src/common/rng.js';
+import { sh } from '../dataplane/mesh-lab.js';
 
 const NETNS = 'mdlrt';
 const SCOPE: LbScope = { kind: 'network', networkId: 'rt' };
@@ -56,6 +57,69 @@ function randomState(rng: Rng): LbState {
 describe('nftables backend round trip', { timeout: 120_000 }, () => {
   before(() => createNetns(NETNS));
   after(() => deleteNetns(NETNS));
+
+  test('removing a UDP backend flushes its conntrack entries; a draining one keeps them', async () => {
+    const lb = new NftLoadBalancer({
+      executor: nftToolExecutor,
+      resolveScope: () => NETNS,
+      listScopes: () => [SCOPE],
+    });
+    const service = (weights: [number, number] | [number]): LbVirtualService => ({
+      key: virtualServiceKey(SCOPE, 'udp', '10.60.1.1', 53),
+      scope: SCOPE,
+      protocol: 'udp',
+      address: '10.60.1.1',
+      port: 53,
+      scheduler: 'random',
+      snatAddress: null,
+      backends: weights.map((weight, i) => ({ address: `10.61.1.${i + 1}`, port: 5353, weight })),
+    });
+    const flow = (backend: string, sport: number) =>
+      sh([
+        'ip',
+        'netns',
+        'exec',
+        NETNS,
+        'conntrack',
+        '-I',
+        '-p',
+        'udp',
+        '-s',
+        '1.1.1.1',
+        '-d',
+        '10.60.1.1',
+        '--sport',
+        String(sport),
+        '--dport',
+        '53',
+        '-r',
+        backend,
+        '-q',
+        '1.1.1.1',
+        '--reply-port-src',
+        '5353',
+        '--reply-port-dst',
+        String(sport),
+        '-t',
+        '60',
+      ]);
+    const flows = async () =>
+      (await sh(['ip', 'netns', 'exec', NETNS, 'conntrack', '-L', '-p', 'udp']))
+        .split('\n')
+        .filter((l) => l.includes('10.60.1.1'));
+    const one = (s: LbVirtualService): LbState => ({
+      services: new Map([[s.key, s]]),
+      healthPorts: new Map(),
+    });
+    await lb.apply(lb.plan(one(service([1, 1])), await lb.dump()));
+    await flow('10.61.1.1', 1001);
+    await flow('10.61.1.2', 1002);
+    await lb.apply(lb.plan(one(service([0])), await lb.dump()));
+    const left = await flows();
+    assert.equal(left.length, 1, left.join('\n'));
+    assert.match(left[0]!, /src=10\.61\.1\.1 /);
+    await lb.removeAll();
+  });
 
   test('dump after apply reads back the desired state and plans nothing, step after step', async () => {
     const seed = Number(process.env['MDL_SEED'] ?? Date.now() % 1_000_000);
