@@ -178,6 +178,16 @@ const bench: Benchmark = {
     const forwarded = Array.from({ length: FORWARDED_NAMES }, (_, i) => `fwd${i}.example.test`);
     let lab: DnsLab | undefined;
     let reference: Unbound | undefined;
+    const cleanup = async (): Promise<void> => {
+      await reference?.stop().catch(() => {});
+      await dnsLabDown(lab, PREFIX);
+    };
+    // Ctrl-C must not leave namespaces and unbound processes behind.
+    const onSignal = (): void => {
+      void cleanup().finally(() => process.exit(130));
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
       lab = await dnsLabUp({
         prefix: PREFIX,
@@ -217,8 +227,9 @@ const bench: Benchmark = {
         rounds,
       );
     } finally {
-      await reference?.stop().catch(() => {});
-      await dnsLabDown(lab, PREFIX);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await cleanup();
     }
   },
 };

@@ -7,7 +7,7 @@
  * static`) so nothing ever leaves the lab.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,31 @@ export class Unbound {
     private readonly options: UnboundOptions,
   ) {}
 
+  /**
+   * Stable per (namespace, address), so a run that was killed before its
+   * cleanup leaves a pid the next run can find and stop.
+   */
+  private get pidPath(): string {
+    return join(tmpdir(), `meshd-dns-${this.netns}-${this.address}.unbound.pid`);
+  }
+
+  /** Stops an unbound left by a killed run: by its exact pid, and only if that pid is still unbound. */
+  private stopLeftover(): void {
+    if (!existsSync(this.pidPath)) return;
+    const pid = Number(readFileSync(this.pidPath, 'utf8').trim());
+    rmSync(this.pidPath, { force: true });
+    if (!Number.isInteger(pid) || pid <= 1) return;
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      // The pid may have been reused since: only an unbound started from a meshd test conf.
+      if (cmdline.startsWith('unbound\0') && cmdline.includes('-dns-')) process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+
   async start(): Promise<void> {
+    this.stopLeftover();
     const conf = join(this.dir, 'unbound.conf');
     const lines = [
       'server:',
@@ -48,7 +72,7 @@ export class Unbound {
       '  username: ""',
       '  chroot: ""',
       `  directory: "${this.dir}"`,
-      `  pidfile: "${join(this.dir, 'unbound.pid')}"`,
+      `  pidfile: "${this.pidPath}"`,
       '  use-syslog: no',
       '  logfile: ""',
       '  verbosity: 0',
