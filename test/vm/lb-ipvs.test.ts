@@ -12,7 +12,7 @@ import {
 } from '../../dataplane/lb/types.js';
 import { VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestStep } from './guest/driver.js';
-import { ok, runGuestSteps } from './helpers.js';
+import { bundleForGuest, ok, runGuestSteps } from './helpers.js';
 import { parseIpvsadmList, parseTimeouts } from './ipvsadm.js';
 
 // Three VMs: vm1 is the director (the IPVS backend runs there) and hosts one
@@ -205,4 +205,50 @@ it('a published port answers on the node address through a fwmark service, and r
   assert.ok(
     listing.some((s) => s.key.startsWith('fwmark ') && s.destinations[0]?.address === '10.77.0.12:8080'),
   );
+});
+
+it('a network scope in its own namespace is programmed there through the IPVS helper, and reads back without changes', async () => {
+  const helper = await bundleForGuest(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper');
+  await lab.run('vm1', 'ip netns delete mdvn1 2>/dev/null; ip netns add mdvn1 && ip -n mdvn1 link set lo up');
+  try {
+    const svc: LbVirtualService = {
+      key: virtualServiceKey(scope, 'tcp', '10.96.1.10', 80),
+      scope,
+      protocol: 'tcp',
+      address: '10.96.1.10',
+      port: 80,
+      scheduler: 'random',
+      snatAddress: null,
+      backends: [{ address: '10.77.0.12', port: 8080, weight: 1 }],
+    };
+    const sync: GuestStep = {
+      step: 'lbSync',
+      services: [svc],
+      options: {},
+      netns: 'mdvn1',
+      helperCommand: ['node', helper],
+    };
+    const results = await runGuestSteps(lab, 'vm1', [
+      sync,
+      { step: 'sh', cmd: 'ip netns exec mdvn1 ipvsadm -Ln' },
+      { step: 'sh', cmd: 'ipvsadm -Ln' },
+      sync,
+      { step: 'sh', cmd: 'ip netns exec mdvn1 sysctl -n net.ipv4.vs.conntrack' },
+    ]);
+    assert.deepEqual(ok<{ changes: string[] }>(results[0], 'first sync').changes, [`add-service ${svc.key}`]);
+    const inNs = parseIpvsadmList(ok<{ stdout: string }>(results[1], 'netns list').stdout);
+    assert.deepEqual(
+      inNs.map((p) => [p.key, p.destinations.map((d) => d.address)]),
+      [['tcp 10.96.1.10:80', ['10.77.0.12:8080']]],
+    );
+    const inRoot = parseIpvsadmList(ok<{ stdout: string }>(results[2], 'root list').stdout);
+    assert.ok(
+      !inRoot.some((p) => p.key === 'tcp 10.96.1.10:80'),
+      'nothing leaked into the VM root namespace',
+    );
+    assert.deepEqual(ok<{ changes: string[] }>(results[3], 'second sync').changes, []);
+    assert.equal(ok<{ stdout: string }>(results[4], 'sysctl').stdout.trim(), '1');
+  } finally {
+    await lab.run('vm1', 'ip netns delete mdvn1');
+  }
 });

@@ -4,6 +4,7 @@ import { MeshError } from '../../../src/common/errors.js';
 import { IpvsClient } from '../../netlink/ipvs/client.js';
 import type { IpvsDestination, IpvsService, IpvsServiceKey, IpvsTimeouts } from '../../netlink/ipvs/types.js';
 import type { LbProtocol } from '../types.js';
+import { IpvsHelper } from './helper.js';
 import { SNAT_MARK } from './translate.js';
 
 const run = promisify(execFile);
@@ -80,15 +81,24 @@ export function renderNetfilter(spec: ScopeNetfilter): string {
 }
 
 /**
- * The current network namespace (the daemon's own, or a VM's). Commands run
- * with `ip netns exec` when `netns` is set; IPVS itself needs a netlink socket
- * opened inside the namespace, which only `netns: null` has today.
+ * One network namespace: the current one (`netns` null) or a named one, where
+ * commands run through `ip netns exec` and IPVS requests through a helper
+ * process (a netlink socket acts in the namespace it was opened in).
  */
 export class LocalIpvsNamespace implements IpvsNamespace {
   private client: IpvsClient | undefined;
+  private helper: Promise<IpvsHelper> | undefined;
   private vipsOnLink = new Set<string>();
 
-  constructor(private readonly netns: string | null = null) {}
+  /**
+   * `netns` null = this process's namespace (netlink in-process); a name =
+   * commands through `ip netns exec`, IPVS through a helper process started
+   * there with `helperCommand` (default: node + tsx on helper-main.ts).
+   */
+  constructor(
+    private readonly netns: string | null = null,
+    private readonly helperCommand?: string[],
+  ) {}
 
   private async cmd(file: string, args: string[], input?: string): Promise<string> {
     const [f, a] = this.netns === null ? [file, args] : ['ip', ['netns', 'exec', this.netns, file, ...args]];
@@ -106,14 +116,18 @@ export class LocalIpvsNamespace implements IpvsNamespace {
   }
 
   async ipvs(): Promise<IpvsOps> {
-    if (this.netns !== null) {
-      throw new MeshError(
-        'IPVS_NETNS_UNSUPPORTED',
-        `IPVS backend: programming namespace "${this.netns}" needs an in-namespace helper that speaks IPVS; only the current namespace is supported`,
-      );
+    if (this.netns === null) {
+      this.client ??= await IpvsClient.open();
+      return this.client;
     }
-    this.client ??= await IpvsClient.open();
-    return this.client;
+    const netns = this.netns;
+    this.helper ??= IpvsHelper.start(netns, this.helperCommand);
+    try {
+      return (await this.helper).ops();
+    } catch (err) {
+      this.helper = undefined;
+      throw err;
+    }
   }
 
   async setSysctl(name: string, value: number): Promise<void> {
@@ -166,6 +180,8 @@ export class LocalIpvsNamespace implements IpvsNamespace {
   close(): void {
     this.client?.close();
     this.client = undefined;
+    void this.helper?.then((h) => h.close()).catch(() => {});
+    this.helper = undefined;
   }
 }
 

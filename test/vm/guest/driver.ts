@@ -26,7 +26,14 @@ export type GuestStep =
   /** Waits (at most timeoutMs) until the file exists. */
   | { step: 'waitFile'; path: string; timeoutMs: number }
   /** One reconciler round of the IPVS backend (sweep drains, dump, plan, apply); returns the change types. */
-  | { step: 'lbSync'; services: LbVirtualService[]; options: Record<string, IpvsServiceOptions> }
+  | {
+      step: 'lbSync';
+      services: LbVirtualService[];
+      options: Record<string, IpvsServiceOptions>;
+      /** Network scopes live in this named namespace (IPVS through the helper started with helperCommand). */
+      netns?: string;
+      helperCommand?: string[];
+    }
   /** Programming-time benchmark; see scripts/bench/ipvs.ts. */
   | { step: 'benchProgramming'; services: number; endpoints: number }
   | { step: 'info' }
@@ -67,11 +74,14 @@ let lbScopes: LbScope[] = [];
 async function lbSync(
   services: LbVirtualService[],
   options: Record<string, IpvsServiceOptions>,
+  netns?: string,
+  helperCommand?: string[],
 ): Promise<unknown> {
-  const namespace = new LocalIpvsNamespace(null);
+  const local = new LocalIpvsNamespace(null);
+  const named = netns === undefined ? null : new LocalIpvsNamespace(netns, helperCommand);
   lb ??= new IpvsLoadBalancer({
-    namespaceFor: () => namespace,
-    resolveScope: () => null,
+    namespaceFor: (ns) => (ns === null ? local : (named ?? local)),
+    resolveScope: (scope) => (scope.kind === 'network' && netns !== undefined ? netns : null),
     listScopes: () => lbScopes,
     clock: systemClock,
   });
@@ -162,7 +172,7 @@ async function runStep(client: () => Promise<IpvsClient>, s: GuestStep): Promise
       return null;
     }
     case 'lbSync':
-      return lbSync(s.services, s.options);
+      return lbSync(s.services, s.options, s.netns, s.helperCommand);
     case 'benchProgramming':
       return benchProgramming(await client(), s.services, s.endpoints);
     case 'sh':
