@@ -287,3 +287,13 @@ describe('LB backend selection', () => {
     else assert.match(selection.reason, /nftables/);
   });
 });
+
+describe('createIpvsLoadBalancer', () => {
+  it('builds the ipvs backend without touching the kernel until the first sync', async () => {
+    const { createIpvsLoadBalancer } = await import('../../../dataplane/lb/ipvs/create.js');
+    const made = createIpvsLoadBalancer({ resolveScope: () => null, listScopes: () => [] });
+    assert.equal(made.lb.backendName, 'ipvs');
+    assert.deepEqual(made.lb.plan(emptyLbState(), emptyLbState()), []);
+    made.close();
+  });
+});
