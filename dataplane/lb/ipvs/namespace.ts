@@ -1,0 +1,188 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { MeshError } from '../../../src/common/errors.js';
+import { IpvsClient } from '../../netlink/ipvs/client.js';
+import type { IpvsDestination, IpvsService, IpvsServiceKey, IpvsTimeouts } from '../../netlink/ipvs/types.js';
+import type { LbProtocol } from '../types.js';
+import { IpvsHelper } from './helper.js';
+import { SNAT_MARK } from './translate.js';
+
+const run = promisify(execFile);
+
+/** The IPVS operations the backend needs (IpvsClient, or a helper in another namespace). */
+export type IpvsOps = Pick<
+  IpvsClient,
+  | 'listServices'
+  | 'listDestinations'
+  | 'addService'
+  | 'updateService'
+  | 'deleteService'
+  | 'addDestination'
+  | 'updateDestination'
+  | 'deleteDestination'
+  | 'getTimeouts'
+  | 'setTimeouts'
+>;
+
+/** What one scope's network namespace must hold besides IPVS objects. */
+export interface ScopeNetfilter {
+  /** SNAT source for balanced connections; null = keep the client's address. */
+  snatAddress: string | null;
+  /** VIP services: their addresses become local (so IPVS sees the packets) and their traffic is SNATed. */
+  vips: { protocol: LbProtocol; address: string; port: number }[];
+  /** Published ports: any local address + port gets the service's mark. */
+  published: { protocol: LbProtocol; port: number; mark: number }[];
+}
+
+/** Kernel access for one scope namespace; the backend's only I/O. */
+export interface IpvsNamespace {
+  ipvs(): Promise<IpvsOps>;
+  /** Writes a sysctl of this namespace (full name, e.g. net.ipv4.vs.conntrack). */
+  setSysctl(name: string, value: number): Promise<void>;
+  /** Makes exactly this netfilter/address state current (idempotent). */
+  syncNetfilter(spec: ScopeNetfilter): Promise<void>;
+  /** Deletes UDP conntrack entries whose reply comes from address:port; returns how many. */
+  flushUdpConntrack(address: string, port: number): Promise<number>;
+  close(): void;
+}
+
+export const VIP_LINK = 'mdipvs0';
+export const NFT_TABLE = 'meshd_ipvs';
+
+/** The nft script for a scope: one table, replaced whole (it holds a few rules and two sets). */
+export function renderNetfilter(spec: ScopeNetfilter): string {
+  const vipElems = spec.vips.map((v) => `${v.address} . ${v.protocol} . ${v.port}`);
+  const markElems = spec.published.map((p) => `${p.protocol} . ${p.port} : ${p.mark}`);
+  const lines = [
+    `table ip ${NFT_TABLE} {}`,
+    `delete table ip ${NFT_TABLE}`,
+    `table ip ${NFT_TABLE} {`,
+    '  set vips { type ipv4_addr . inet_proto . inet_service; }',
+    '  map port_marks { type inet_proto . inet_service : mark; }',
+    // Mangle priority: before IPVS sees the packet in LOCAL_IN, so the fwmark matches.
+    '  chain prerouting { type filter hook prerouting priority mangle; policy accept;',
+    '    fib daddr type local meta mark set meta l4proto . th dport map @port_marks',
+    `    ip daddr . meta l4proto . th dport @vips meta mark set meta mark | ${SNAT_MARK}`,
+    '  }',
+    '  chain output { type route hook output priority mangle; policy accept;',
+    '    fib daddr type local meta mark set meta l4proto . th dport map @port_marks',
+    `    ip daddr . meta l4proto . th dport @vips meta mark set meta mark | ${SNAT_MARK}`,
+    '  }',
+    '  chain postrouting { type nat hook postrouting priority srcnat; policy accept;',
+    spec.snatAddress === null
+      ? ''
+      : `    meta mark & ${SNAT_MARK} == ${SNAT_MARK} snat ip to ${spec.snatAddress}`,
+    '  }',
+    '}',
+  ];
+  if (vipElems.length > 0) lines.push(`add element ip ${NFT_TABLE} vips { ${vipElems.join(', ')} }`);
+  if (markElems.length > 0) lines.push(`add element ip ${NFT_TABLE} port_marks { ${markElems.join(', ')} }`);
+  return `${lines.filter((l) => l !== '').join('\n')}\n`;
+}
+
+/**
+ * One network namespace: the current one (`netns` null) or a named one, where
+ * commands run through `ip netns exec` and IPVS requests through a helper
+ * process (a netlink socket acts in the namespace it was opened in).
+ */
+export class LocalIpvsNamespace implements IpvsNamespace {
+  private client: IpvsClient | undefined;
+  private helper: Promise<IpvsHelper> | undefined;
+  private vipsOnLink = new Set<string>();
+
+  /**
+   * `netns` null = this process's namespace (netlink in-process); a name =
+   * commands through `ip netns exec`, IPVS through a helper process started
+   * there with `helperCommand` (default: node + tsx on helper-main.ts).
+   */
+  constructor(
+    private readonly netns: string | null = null,
+    private readonly helperCommand?: string[],
+  ) {}
+
+  private async cmd(file: string, args: string[], input?: string): Promise<string> {
+    const [f, a] = this.netns === null ? [file, args] : ['ip', ['netns', 'exec', this.netns, file, ...args]];
+    if (input === undefined) return (await run(f, a, { timeout: 10_000 })).stdout;
+    return new Promise((resolve, reject) => {
+      const child = execFile(f, a, { timeout: 10_000 }, (err, stdout, stderr) => {
+        if (err)
+          reject(
+            new MeshError('IPVS_NETFILTER', `${file} ${args.join(' ')} failed: ${stderr || err.message}`),
+          );
+        else resolve(stdout);
+      });
+      child.stdin?.end(input);
+    });
+  }
+
+  async ipvs(): Promise<IpvsOps> {
+    if (this.netns === null) {
+      this.client ??= await IpvsClient.open();
+      return this.client;
+    }
+    const netns = this.netns;
+    this.helper ??= IpvsHelper.start(netns, this.helperCommand);
+    try {
+      return (await this.helper).ops();
+    } catch (err) {
+      this.helper = undefined;
+      throw err;
+    }
+  }
+
+  async setSysctl(name: string, value: number): Promise<void> {
+    await this.cmd('sysctl', ['-q', '-w', `${name}=${value}`]);
+  }
+
+  async syncNetfilter(spec: ScopeNetfilter): Promise<void> {
+    await this.cmd('nft', ['-f', '-'], renderNetfilter(spec));
+    const want = new Set(spec.vips.map((v) => v.address));
+    if (want.size > 0 || this.vipsOnLink.size > 0) {
+      await this.cmd('ip', ['link', 'add', VIP_LINK, 'type', 'dummy']).catch(() => '');
+      await this.cmd('ip', ['link', 'set', VIP_LINK, 'up']);
+      const current = await this.cmd('ip', ['-4', '-o', 'addr', 'show', 'dev', VIP_LINK]);
+      const have = new Set([...current.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\/32/g)].map((m) => m[1] ?? ''));
+      for (const address of want)
+        if (!have.has(address)) await this.cmd('ip', ['addr', 'add', `${address}/32`, 'dev', VIP_LINK]);
+      for (const address of have)
+        if (!want.has(address)) await this.cmd('ip', ['addr', 'del', `${address}/32`, 'dev', VIP_LINK]);
+      this.vipsOnLink = want;
+    }
+  }
+
+  async flushUdpConntrack(address: string, port: number): Promise<number> {
+    try {
+      const out = await run(
+        this.netns === null ? 'conntrack' : 'ip',
+        [
+          ...(this.netns === null ? [] : ['netns', 'exec', this.netns, 'conntrack']),
+          '-D',
+          '-p',
+          'udp',
+          '--reply-src',
+          address,
+          '--reply-port-src',
+          String(port),
+        ],
+        { timeout: 10_000 },
+      );
+      return Number(/(\d+) flow entries have been deleted/.exec(out.stderr)?.[1] ?? 0);
+    } catch (err) {
+      // conntrack exits 1 when nothing matched.
+      const stderr = (err as { stderr?: string }).stderr ?? '';
+      if (/0 flow entries have been deleted/.test(stderr)) return 0;
+      throw new MeshError('IPVS_CONNTRACK', `conntrack -D for ${address}:${port} failed: ${stderr}`, {
+        cause: err,
+      });
+    }
+  }
+
+  close(): void {
+    this.client?.close();
+    this.client = undefined;
+    void this.helper?.then((h) => h.close()).catch(() => {});
+    this.helper = undefined;
+  }
+}
+
+export type { IpvsDestination, IpvsService, IpvsServiceKey, IpvsTimeouts };

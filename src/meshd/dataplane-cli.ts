@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import { buildNodeDataplane, type NodeDataplane } from '../../dataplane/reconciler/node.js';
+import type { ProgrammerView } from '../../dataplane/reconciler/reconciler.js';
+import type { DesiredState } from '../api/gen/meshd/v1/dataplane.js';
+import { systemClock } from '../common/clock.js';
+import { errorMessage } from '../common/errors.js';
+import { subsystemLogger } from '../common/logger.js';
+import { readAppliedState, readDesiredStateFile, writeAppliedState } from './state-file.js';
+
+interface CommonOptions {
+  netnsPrefix: string;
+  stateDir: string;
+}
+
+const DEFAULT_STATE_DIR = '/var/lib/meshd';
+const log = subsystemLogger('meshd');
+
+function nodeDataplane(options: CommonOptions, state: () => DesiredState | null, serveHealth: boolean) {
+  return buildNodeDataplane({
+    hostPrefix: options.netnsPrefix,
+    networkIds: () => state()?.networks.map((n) => n.id) ?? [],
+    healthListen: serveHealth ? undefined : null,
+  });
+}
+
+function parseInterval(text: string): number {
+  const ms = Number(text);
+  if (!Number.isInteger(ms) || ms < 100 || ms > 3_600_000)
+    throw new Error(`--resync-interval-ms must be an integer 100..3600000, got "${text}"`);
+  return ms;
+}
+
+export function printView(views: ProgrammerView[], version: number | null, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ appliedVersion: version, programmers: views }, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`applied version: ${version ?? 'none recorded'}\n`);
+  for (const v of views) {
+    const count = (model: unknown) => {
+      const m = model as { services?: unknown[] } | unknown[];
+      return Array.isArray(m) ? m.length : (m.services?.length ?? 0);
+    };
+    process.stdout.write(
+      `${v.name}: desired ${count(v.desired)}, programmed ${count(v.programmed)}, drift ${v.pending.length}\n`,
+    );
+    for (const p of v.pending) process.stdout.write(`  pending: ${JSON.stringify(p)}\n`);
+  }
+}
+
+/** `meshd dataplane apply|dump|run`: drive and inspect the data plane without a control plane. */
+export function addDataplaneCommands(program: Command): void {
+  const dataplane = program.command('dataplane').description("program and inspect this node's data plane");
+  const common = (cmd: Command) =>
+    cmd
+      .option('--netns-prefix <prefix>', "prefix of this host's namespaces (lab hosts share a kernel)", '')
+      .option('--state-dir <dir>', 'where the last applied state is recorded', DEFAULT_STATE_DIR);
+
+  common(dataplane.command('apply'))
+    .description('validate a desired state (JSON) and make the kernel match it')
+    .requiredOption('--state <file>', 'DesiredState in its JSON form')
+    .action(async (options: CommonOptions & { state: string }) => {
+      const state = readDesiredStateFile(options.state);
+      const node = nodeDataplane(options, () => state, false);
+      const result = await node.reconciler.apply(state).finally(() => node.close());
+      writeAppliedState(options.stateDir, state);
+      process.stdout.write(
+        `applied version ${result.version}: ${result.changes} changes, ${result.kernelOperations} kernel operations in ${result.durationMs.toFixed(0)} ms\n`,
+      );
+    });
+
+  common(dataplane.command('dump'))
+    .description('desired (last applied) vs programmed state, with drift')
+    .option('--json', 'machine-readable output')
+    .action(async (options: CommonOptions & { json?: boolean }) => {
+      const state = readAppliedState(options.stateDir);
+      const node = nodeDataplane(options, () => state, false);
+      try {
+        await printDump(node, state, options.json === true);
+      } finally {
+        await node.close();
+      }
+    });
+
+  async function printDump(node: NodeDataplane, state: DesiredState | null, json: boolean): Promise<void> {
+    if (state === null) {
+      const programmed = await node.lb.dump();
+      const services = [...programmed.services.values()];
+      printView(
+        [{ name: 'lb-nftables', desired: { services: [] }, programmed: { services }, pending: [] }],
+        null,
+        json,
+      );
+      return;
+    }
+    printView(await node.reconciler.view(state), state.version, json);
+  }
+
+  common(dataplane.command('run'))
+    .description('apply, serve health ports, resync periodically; SIGHUP re-reads --state, SIGTERM stops')
+    .requiredOption('--state <file>', 'DesiredState in its JSON form')
+    .option('--resync-interval-ms <ms>', 'period of the drift-repairing resync', '30000')
+    .action(async (options: CommonOptions & { state: string; resyncIntervalMs: string }) => {
+      const intervalMs = parseInterval(options.resyncIntervalMs);
+      let state = readDesiredStateFile(options.state);
+      const node = nodeDataplane(options, () => state, true);
+      const reconciler = node.reconciler;
+      await reconciler.apply(state);
+      writeAppliedState(options.stateDir, state);
+      const stop = reconciler.startPeriodicResync(systemClock, intervalMs);
+      process.on('SIGHUP', () => {
+        try {
+          const next = readDesiredStateFile(options.state);
+          reconciler
+            .apply(next)
+            .then(() => {
+              state = next;
+              writeAppliedState(options.stateDir, next);
+              log.info({ version: next.version }, 'reloaded desired state');
+            })
+            .catch((err: unknown) =>
+              log.error({ err: errorMessage(err) }, 'reload rejected; keeping the previous state'),
+            );
+        } catch (err) {
+          log.error({ err: errorMessage(err) }, 'reload rejected; keeping the previous state');
+        }
+      });
+      await new Promise<void>((resolve) => {
+        process.once('SIGTERM', resolve);
+        process.once('SIGINT', resolve);
+      });
+      stop();
+      await node.close();
+    });
+}

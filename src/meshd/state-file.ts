@@ -1,0 +1,70 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { DesiredState } from '../api/gen/meshd/v1/dataplane.js';
+import { errorMessage, MeshError, ValidationError } from '../common/errors.js';
+
+/** Reads a DesiredState from its JSON form (`DesiredState.toJSON`); errors name the file. */
+export function readDesiredStateFile(path: string): DesiredState {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ValidationError('--state', `--state: cannot read ${path}: ${errorMessage(err)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ValidationError('--state', `--state: ${path} is not JSON: ${errorMessage(err)}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new ValidationError(
+      '--state',
+      `--state: ${path} must hold a JSON object (a DesiredState), got ${typeof json}`,
+    );
+  return DesiredState.fromJSON(json);
+}
+
+/** Where `apply` records the last applied state, so `dump` can compare desired with programmed. */
+export function appliedStatePath(stateDir: string): string {
+  return join(stateDir, 'dataplane-applied.json');
+}
+
+/** Writes atomically: temp file, fsync, rename, fsync of the directory. */
+export function writeAppliedState(stateDir: string, state: DesiredState): void {
+  const path = appliedStatePath(stateDir);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    const tmp = `${path}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(DesiredState.toJSON(state), null, 2)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+    const dirFd = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  } catch (err) {
+    throw new MeshError(
+      'STATE_WRITE_FAILED',
+      `cannot record the applied state in ${path}: ${errorMessage(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+export function readAppliedState(stateDir: string): DesiredState | null {
+  try {
+    return DesiredState.fromJSON(JSON.parse(readFileSync(appliedStatePath(stateDir), 'utf8')));
+  } catch {
+    return null;
+  }
+}
