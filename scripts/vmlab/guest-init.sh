@@ -11,7 +11,12 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+# A fresh /tmp hides the host's; but a checkout that lives under /tmp (CI
+# clones there) is mounted inside it, so then keep the overlay's /tmp.
+case "$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^vmlab.checkout=//p')" in
+  /tmp/*) ;;
+  *) mount -t tmpfs tmpfs /tmp ;;
+esac
 # Without these links programs that poll /dev/stdin spin (seen at 65% CPU).
 ln -sf /proc/self/fd /dev/fd
 ln -sf /proc/self/fd/0 /dev/stdin
