@@ -1,20 +1,10 @@
 // npm run bench -- NAME [--json] [benchmark flags]
-import { existsSync, readdirSync } from 'node:fs';
-import { createReporter, parseFlags } from '../lib/report.js';
+import { chooseModule, createReporter, parseFlags } from '../lib/report.js';
 import type { Benchmark } from './types.js';
 
 const here = new URL('.', import.meta.url).pathname;
-const available = readdirSync(here)
-  .filter((f) => f.endsWith('.ts') && !['main.ts', 'types.ts'].includes(f))
-  .map((f) => f.slice(0, -3));
-
 const { positional, flags } = parseFlags(process.argv.slice(2));
-const name = positional[0];
-if (name === undefined || !existsSync(`${here}${name}.ts`)) {
-  const list = available.length > 0 ? available.join(', ') : '(none yet)';
-  console.error(`usage: npm run bench -- NAME [--json]; NAME is one of: ${list}`);
-  process.exit(2);
-}
+const name = chooseModule(here, positional[0], 'npm run bench -- NAME [--json]');
 
 const mod = (await import(`./${name}.ts`)) as { default: Benchmark };
 const json = flags.get('json') === true;

@@ -1,3 +1,6 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
 /**
  * Output shared by the benchmark and simulation runners: a table for people,
  * or one JSON object per line (`--json`) with `bench`, `metric`, `value`,
@@ -66,4 +69,19 @@ export function parseFlags(argv: string[]): { positional: string[]; flags: Map<s
     else flags.set(key, true);
   }
   return { positional, flags };
+}
+
+/**
+ * The runner's module NAME from argv, or exit 2 with usage listing the modules
+ * (every `*.ts` in `dir` but main.ts and types.ts).
+ */
+export function chooseModule(dir: string, name: string | undefined, usage: string): string {
+  if (name !== undefined && existsSync(join(dir, `${name}.ts`))) return name;
+  const available = readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !['main.ts', 'types.ts'].includes(f))
+    .map((f) => f.slice(0, -3));
+  console.error(
+    `usage: ${usage}; NAME is one of: ${available.length > 0 ? available.join(', ') : '(none yet)'}`,
+  );
+  process.exit(2);
 }

@@ -3,22 +3,12 @@
 // Runs seeds F..F+N-1 (F defaults to 1) or the single seed S, and prints the
 // number of seeds, steps and violations. Exits 1 when any seed violates an
 // invariant, printing the command that replays it.
-import { existsSync, readdirSync } from 'node:fs';
-import { createReporter, parseFlags } from '../lib/report.js';
+import { chooseModule, createReporter, parseFlags } from '../lib/report.js';
 import type { Simulation } from './types.js';
 
 const here = new URL('.', import.meta.url).pathname;
-const available = readdirSync(here)
-  .filter((f) => f.endsWith('.ts') && !['main.ts', 'types.ts'].includes(f))
-  .map((f) => f.slice(0, -3));
-
 const { positional, flags } = parseFlags(process.argv.slice(2));
-const name = positional[0];
-if (name === undefined || !existsSync(`${here}${name}.ts`)) {
-  const list = available.length > 0 ? available.join(', ') : '(none yet)';
-  console.error(`usage: npm run sim -- NAME --seeds N [--seed S] [--json]; NAME is one of: ${list}`);
-  process.exit(2);
-}
+const name = chooseModule(here, positional[0], 'npm run sim -- NAME --seeds N [--seed S] [--json]');
 
 function intFlag(key: string, fallback: number): number {
   const raw = flags.get(key);
