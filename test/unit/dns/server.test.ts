@@ -145,10 +145,13 @@ describe('dns server over loopback', () => {
         resolve(false);
       }, 15_000);
       let writes = 0;
+      // Enough answers (~20 MB) to overflow both loopback socket buffers at their
+      // autotuned maximum (tcp_rmem + tcp_wmem, ~10 MB), so the server must notice.
+      const bursts = 120;
       const pump = (): void => {
         // No 'data' listener while writing: answers pile up on the server side.
-        while (writes < 40 && conn.write(burst)) writes++;
-        if (writes < 40) conn.once('drain', pump);
+        while (writes < bursts && conn.write(burst)) writes++;
+        if (writes < bursts) conn.once('drain', pump);
         // A paused socket never sees the reset; read now to observe it.
         else setTimeout(() => conn.resume(), 300);
       };
