@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KvStateMachine, kvPut } from '../../../../controlplane/raft/driver/kv-state-machine.js';
 import { RaftNode, type RaftNodeOptions } from '../../../../controlplane/raft/driver/raft-node.js';
+import { ValidationError } from '../../../../src/common/errors.js';
 import { mintTlsFixture, type TlsFixture } from '../transport/tls-fixture.js';
 
 /**
@@ -200,8 +201,18 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
       await eventually('n4 caught up', () => joiner.sm.data.get('m9') === '9');
       await leader.node.propose(kvPut('with', 'n4'));
       await eventually('n4 applies new writes', () => joiner.sm.data.get('with') === 'n4');
-      const current = await h.leader();
-      current.node.proposeConfChange({ type: 'removeNode', nodeId: 'n4' });
+      // A leader refuses a removal until it has heard from a quorum of the remaining
+      // voters in this check-quorum window (a fresh leader, or a loaded machine, may
+      // not have yet): retry until the removal is accepted.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          (await h.leader()).node.proposeConfChange({ type: 'removeNode', nodeId: 'n4' });
+          break;
+        } catch (err) {
+          if (!(err instanceof ValidationError) || attempt >= 100) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
       await eventually('n4 removed on the three', () =>
         ['n1', 'n2', 'n3'].every((id) => !h.members.get(id)!.node.status().confState.voters.includes('n4')),
       );
