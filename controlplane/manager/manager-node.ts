@@ -1,0 +1,162 @@
+import { type Clock, systemClock } from '../../src/common/clock.js';
+import { errorMessage } from '../../src/common/errors.js';
+import { newId } from '../../src/common/ids.js';
+import { subsystemLogger } from '../../src/common/logger.js';
+import type { NodeId } from '../raft/core/types.js';
+import { RaftNode, type RaftNodeOptions } from '../raft/driver/raft-node.js';
+import { MemoryStore, type StoreLimits } from '../store/memory-store.js';
+import type { StoreEvent, StoreView, WatchFilter } from '../store/types.js';
+import { LeaderControlLoop } from './leader-loop.js';
+import { RaftProposer } from './raft-proposer.js';
+import { StoreStateMachine } from './store-state-machine.js';
+
+const log = subsystemLogger('manager');
+
+export interface ManagerNodeOptions extends Omit<RaftNodeOptions, 'stateMachine' | 'clock'> {
+  clock?: Clock;
+  storeLimits?: Partial<StoreLimits>;
+  /** IDs for objects the control loop creates (tasks); random by default. */
+  newId?: () => string;
+  /** Run the allocator/scheduler/orchestrator while leader (default true; false for tests of Raft alone). */
+  controlLoop?: boolean;
+}
+
+/** What readers of a manager's store get: reads and watches, never writes (those go through `proposer`). */
+export interface ManagerStore extends StoreView {
+  watch(filter: WatchFilter, fn: (event: StoreEvent) => void): () => void;
+}
+
+export type LeadershipListener = (isLeader: boolean, term: number) => void;
+
+/**
+ * The manager role: a Raft member whose state machine is the MemoryStore,
+ * a Proposer that writes through Raft, and the leader-only control loop,
+ * started when this manager becomes leader and stopped when it is not.
+ * Leadership is observed by polling the driver's status every heartbeat
+ * (the driver has no role callback; a poll bounds detection to one tick).
+ */
+export class ManagerNode {
+  private loop: LeaderControlLoop | undefined;
+  private leaderTerm = 0;
+  private cancelPoll: () => void = () => undefined;
+  private stopped = false;
+  private leading = false;
+  private readonly listeners = new Set<LeadershipListener>();
+
+  private constructor(
+    readonly raft: RaftNode,
+    private readonly memoryStore: MemoryStore,
+    readonly proposer: RaftProposer,
+    private readonly clock: Clock,
+    private readonly opts: ManagerNodeOptions,
+  ) {}
+
+  static async start(options: ManagerNodeOptions): Promise<ManagerNode> {
+    const clock = options.clock ?? systemClock;
+    const store = new MemoryStore(options.storeLimits ?? {});
+    const stateMachine = new StoreStateMachine(store);
+    const { storeLimits: _limits, newId: _newId, controlLoop: _loop, ...raftOptions } = options;
+    const raft = await RaftNode.start({ ...raftOptions, stateMachine, clock });
+    const proposer = new RaftProposer(raft, stateMachine, store.limits.maxTransactionBytes);
+    const manager = new ManagerNode(raft, store, proposer, clock, options);
+    manager.pollLeadership();
+    return manager;
+  }
+
+  get id(): NodeId {
+    return this.raft.id;
+  }
+
+  /** This manager's copy of the store (may lag the leader; see linearizableRead). */
+  get store(): ManagerStore {
+    return this.memoryStore;
+  }
+
+  isLeader(): boolean {
+    return this.raft.status().role === 'leader';
+  }
+
+  /** The current leader's Raft ID, or null during an election. */
+  leaderId(): NodeId | null {
+    return this.raft.status().lead;
+  }
+
+  /** Resolves once this manager's store holds every write committed before the call (ReadIndex). */
+  async linearizableRead(): Promise<void> {
+    await this.raft.linearizableRead();
+  }
+
+  /** Called with (true, term) when this manager becomes leader and (false, term) when it stops being one. */
+  onLeadershipChange(fn: LeadershipListener): () => void {
+    this.listeners.add(fn);
+    return () => {
+      this.listeners.delete(fn);
+    };
+  }
+
+  /** Passes the control loop completed in the current leadership (0 when not leader). */
+  controlLoopPasses(): number {
+    return this.loop?.completedPasses ?? 0;
+  }
+
+  /** Stops the loop, then Raft (a leader hands leadership over first unless told not to). */
+  async stop(opts: { transferLeadership?: boolean } = {}): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.cancelPoll();
+    this.setLeader(false, this.leaderTerm);
+    await this.raft.stop(opts);
+  }
+
+  private pollLeadership(): void {
+    const everyMs = this.opts.heartbeatMs ?? 100;
+    const tick = () => {
+      if (this.stopped) return;
+      let status: ReturnType<RaftNode['status']> | undefined;
+      try {
+        status = this.raft.status();
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'raft status unavailable');
+      }
+      if (status !== undefined) {
+        const leading = status.role === 'leader';
+        // A new term as leader (lost and won back between polls) is a new take-over.
+        if (leading && this.leading && status.term !== this.leaderTerm)
+          this.setLeader(false, this.leaderTerm);
+        this.setLeader(leading, status.term);
+      }
+      this.cancelPoll = this.clock.setTimer(everyMs, tick);
+    };
+    tick();
+  }
+
+  private setLeader(leading: boolean, term: number): void {
+    if (leading === this.leading && (!leading || term === this.leaderTerm)) return;
+    this.leading = leading;
+    this.loop?.stop();
+    this.loop = undefined;
+    if (leading) {
+      this.leaderTerm = term;
+      log.info({ id: this.id, term }, 'became leader; starting the control loop');
+      if (this.opts.controlLoop !== false) {
+        this.loop = new LeaderControlLoop({
+          store: this.memoryStore,
+          proposer: this.proposer,
+          clock: this.clock,
+          newId: this.opts.newId ?? newId,
+          barrier: () => this.raft.linearizableRead(),
+        });
+        this.loop.start();
+      }
+    } else {
+      log.info({ id: this.id, term }, 'no longer leader; control loop stopped');
+    }
+    for (const fn of this.listeners) {
+      try {
+        fn(leading, term);
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'leadership listener failed');
+      }
+    }
+  }
+}
