@@ -418,7 +418,8 @@ export class Dispatcher {
       // A node that cannot keep up would make us buffer without bound; it
       // reconnects and gets a COMPLETE set, which costs one message.
       s.assignments.delete(stream);
-      failStream(stream.call, 
+      failStream(
+        stream.call,
         serviceError(
           grpc.status.RESOURCE_EXHAUSTED,
           `assignments stream fell ${max} messages behind; reconnect`,
