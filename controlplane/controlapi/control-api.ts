@@ -1,0 +1,334 @@
+import type * as api from '../../src/api/gen/meshd/v1/control.js';
+import {
+  ClusterSpec,
+  NetworkObject,
+  NodeRole,
+  NodeState,
+  ServiceSpec,
+  TaskState,
+} from '../../src/api/gen/meshd/v1/objects.js';
+import { type Clock, systemClock } from '../../src/common/clock.js';
+import { MeshError, ValidationError } from '../../src/common/errors.js';
+import { newId as randomId } from '../../src/common/ids.js';
+import { isClusterWidePort, normalizedPort, portLabel } from '../allocator/config.js';
+import { checkPublishedPorts } from '../allocator/validate.js';
+import { newService, rollbackService, scaleService, updateService } from '../orchestrator/service-ops.js';
+import { validateServiceSpec } from '../orchestrator/validate-spec.js';
+import type { Proposer } from '../store/proposer.js';
+import { TransactionBuilder } from '../store/transaction.js';
+import type { ObjectKind, ObjectsByKind, StoreView } from '../store/types.js';
+import { idOf, resolveOptional, resolveRef } from './resolve.js';
+import {
+  checkAvailability,
+  checkClusterSpec,
+  checkLabels,
+  checkNetworkName,
+  checkRole,
+  checkSubnet,
+} from './validate.js';
+
+/** What the control API needs from a manager (ManagerNode provides it). */
+export interface ControlBackend {
+  readonly store: StoreView;
+  readonly proposer: Proposer;
+  /** ReadIndex barrier: afterwards `store` holds every write committed before the call. */
+  linearizableRead(): Promise<void>;
+}
+
+/**
+ * The control API's decisions, one method per RPC, transport-free (the gRPC
+ * shell is grpc-service.ts). Writes: a ReadIndex barrier first, so even a
+ * follower validates against current state; then one transaction through
+ * the proposer (Raft forwards a follower's proposal to the leader); the
+ * store's version and name checks catch anything that raced in between.
+ * Reads: a ReadIndex barrier unless `read.local_read`.
+ */
+export class ControlApi {
+  private readonly clock: Clock;
+  private readonly newId: () => string;
+
+  constructor(
+    private readonly backend: ControlBackend,
+    opts: { clock?: Clock; newId?: () => string } = {},
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.newId = opts.newId ?? randomId;
+  }
+
+  private get view(): StoreView {
+    return this.backend.store;
+  }
+
+  private async read(options: api.ReadOptions | undefined): Promise<void> {
+    if (options?.localRead !== true) await this.backend.linearizableRead();
+  }
+
+  private tx(): TransactionBuilder {
+    return new TransactionBuilder(this.clock.nowMs());
+  }
+
+  /** Commits `tx` and returns the object as stored after it. */
+  private async commit<K extends ObjectKind>(
+    tx: TransactionBuilder,
+    kind: K,
+    id: string,
+  ): Promise<ObjectsByKind[K]> {
+    await this.backend.proposer.propose(tx.build());
+    const stored = this.view.get(kind, id);
+    if (stored === undefined) throw new MeshError('NOT_FOUND', `${kind} ${id} was removed concurrently`);
+    return stored;
+  }
+
+  /** The version a write is based on: the caller's, or the current one when the caller gave 0. */
+  private withVersion<T extends { meta?: { version?: { index: number } | undefined } | undefined }>(
+    current: T,
+    version: number,
+  ): T {
+    const next = structuredClone(current);
+    if (version !== 0 && next.meta !== undefined) next.meta.version = { index: version };
+    return next;
+  }
+
+  async getCluster(req: api.GetClusterRequest): Promise<api.GetClusterResponse> {
+    await this.read(req.read);
+    return { cluster: this.cluster() };
+  }
+
+  async updateCluster(req: api.UpdateClusterRequest): Promise<api.UpdateClusterResponse> {
+    const spec = req.spec === undefined ? undefined : ClusterSpec.fromPartial(req.spec);
+    checkClusterSpec(spec);
+    await this.backend.linearizableRead();
+    const next = this.withVersion(this.cluster(), req.version);
+    next.spec = spec;
+    return { cluster: await this.commit(this.tx().update('cluster', next), 'cluster', idOf(next)) };
+  }
+
+  private cluster(): ObjectsByKind['cluster'] {
+    const c = this.view.list('cluster')[0];
+    if (c === undefined)
+      throw new MeshError('FAILED_PRECONDITION', 'the cluster is not initialized; run `meshctl init`');
+    return c;
+  }
+
+  async listNodes(req: api.ListNodesRequest): Promise<api.ListNodesResponse> {
+    await this.read(req.read);
+    return { nodes: this.view.list('node') };
+  }
+
+  async getNode(req: api.GetNodeRequest): Promise<api.GetNodeResponse> {
+    await this.read(req.read);
+    return { node: resolveRef(this.view, 'node', req.node, 'node') };
+  }
+
+  async updateNode(req: api.UpdateNodeRequest): Promise<api.UpdateNodeResponse> {
+    if (req.availability !== undefined) checkAvailability(req.availability);
+    if (req.role !== undefined) checkRole(req.role);
+    checkLabels(req.labelsAdd, 'labels_add');
+    await this.backend.linearizableRead();
+    const current = resolveRef(this.view, 'node', req.node, 'node');
+    const next = this.withVersion(current, req.version);
+    if (req.availability !== undefined) next.availability = req.availability;
+    if (req.role !== undefined) next.role = req.role;
+    for (const key of req.labelsRemove) {
+      if (!(key in next.labels))
+        throw new ValidationError(
+          'labels_remove',
+          `node "${current.hostname}" has no label "${key}" to remove`,
+        );
+      delete next.labels[key];
+    }
+    Object.assign(next.labels, req.labelsAdd);
+    checkLabels(next.labels, 'labels');
+    return { node: await this.commit(this.tx().update('node', next), 'node', idOf(next)) };
+  }
+
+  async deleteNode(req: api.DeleteNodeRequest): Promise<api.DeleteNodeResponse> {
+    await this.backend.linearizableRead();
+    const node = resolveRef(this.view, 'node', req.node, 'node');
+    if (node.role === NodeRole.NODE_ROLE_MANAGER)
+      throw new MeshError(
+        'FAILED_PRECONDITION',
+        `node "${node.hostname}" is a manager; demote it first (\`meshctl node demote ${node.hostname}\`)`,
+      );
+    if (node.state !== NodeState.NODE_STATE_DOWN && !req.force)
+      throw new MeshError(
+        'FAILED_PRECONDITION',
+        `node "${node.hostname}" is not down; stop its meshd or drain it, or remove it anyway with --force`,
+      );
+    await this.backend.proposer.propose(this.tx().delete('node', node).build());
+    return {};
+  }
+
+  async createService(req: api.CreateServiceRequest): Promise<api.CreateServiceResponse> {
+    if (req.spec === undefined) throw new ValidationError('spec', 'spec is required');
+    const input = ServiceSpec.fromPartial(req.spec);
+    validateServiceSpec(input);
+    await this.backend.linearizableRead();
+    if (this.view.find('service', 'name', input.name).length > 0)
+      throw new MeshError(
+        'ALREADY_EXISTS',
+        `service "${input.name}" already exists; use \`meshctl service update\` or pick another name`,
+      );
+    const id = this.newId();
+    const spec = this.resolvedSpec(input, id);
+    return { service: await this.commit(this.tx().create('service', newService(id, spec)), 'service', id) };
+  }
+
+  /** Network names become IDs (the store's form); ports are checked against other services. */
+  private resolvedSpec(spec: ServiceSpec, serviceId: string): ServiceSpec {
+    const out = structuredClone(spec);
+    out.networks = spec.networks.map((ref, i) =>
+      idOf(resolveRef(this.view, 'network', ref, `networks[${i}]`)),
+    );
+    if (new Set(out.networks).size !== out.networks.length)
+      throw new ValidationError('networks', `service "${spec.name}": networks lists one network twice`);
+    checkPublishedPorts(this.view, out, serviceId);
+    checkRequestedPorts(this.view, out, serviceId);
+    return out;
+  }
+
+  async listServices(req: api.ListServicesRequest): Promise<api.ListServicesResponse> {
+    await this.read(req.read);
+    return { services: this.view.list('service') };
+  }
+
+  async getService(req: api.GetServiceRequest): Promise<api.GetServiceResponse> {
+    await this.read(req.read);
+    return { service: resolveRef(this.view, 'service', req.service, 'service') };
+  }
+
+  async updateService(req: api.UpdateServiceRequest): Promise<api.UpdateServiceResponse> {
+    if (req.spec === undefined)
+      throw new ValidationError('spec', 'spec is required (the whole new service spec)');
+    const input = ServiceSpec.fromPartial(req.spec);
+    validateServiceSpec(input);
+    await this.backend.linearizableRead();
+    const current = resolveRef(this.view, 'service', req.service, 'service');
+    const id = idOf(current);
+    if (input.name !== current.spec?.name)
+      throw new ValidationError(
+        'spec.name',
+        `service "${current.spec?.name}" cannot be renamed to "${input.name}"; create a new service instead`,
+      );
+    const spec = this.resolvedSpec(input, id);
+    const base = this.withVersion(current, req.version);
+    const sameApartFromReplicas = encodeSpec({ ...spec, replicas: current.spec?.replicas ?? 0 });
+    let next: ObjectsByKind['service'];
+    // Scaling is not a rollout (swarm: `service scale` restarts nothing).
+    if (sameApartFromReplicas === encodeSpec(current.spec)) next = scaleService(base, spec.replicas);
+    else next = updateService(base, spec, this.clock.nowMs());
+    return { service: await this.commit(this.tx().update('service', next), 'service', id) };
+  }
+
+  async rollbackService(req: api.RollbackServiceRequest): Promise<api.RollbackServiceResponse> {
+    await this.backend.linearizableRead();
+    const current = resolveRef(this.view, 'service', req.service, 'service');
+    const next = rollbackService(this.withVersion(current, req.version), this.clock.nowMs());
+    return { service: await this.commit(this.tx().update('service', next), 'service', idOf(current)) };
+  }
+
+  async deleteService(req: api.DeleteServiceRequest): Promise<api.DeleteServiceResponse> {
+    await this.backend.linearizableRead();
+    const service = resolveRef(this.view, 'service', req.service, 'service');
+    // The reaper retires its tasks (REMOVE → gone) once the service is gone.
+    await this.backend.proposer.propose(this.tx().delete('service', service).build());
+    return {};
+  }
+
+  async listTasks(req: api.ListTasksRequest): Promise<api.ListTasksResponse> {
+    await this.read(req.read);
+    const service = resolveOptional(this.view, 'service', req.service, 'service');
+    const node = resolveOptional(this.view, 'node', req.node, 'node');
+    let tasks =
+      service !== undefined
+        ? this.view.find('task', 'service', idOf(service))
+        : node !== undefined
+          ? this.view.find('task', 'node', idOf(node))
+          : this.view.list('task');
+    if (node !== undefined) tasks = tasks.filter((t) => t.nodeId === idOf(node));
+    if (!req.all) tasks = tasks.filter((t) => t.desiredState <= TaskState.TASK_STATE_RUNNING);
+    return { tasks };
+  }
+
+  async createNetwork(req: api.CreateNetworkRequest): Promise<api.CreateNetworkResponse> {
+    checkNetworkName(req.name);
+    checkSubnet(req.subnet);
+    checkLabels(req.labels, 'labels');
+    checkLabels(req.options, 'options');
+    await this.backend.linearizableRead();
+    if (this.view.find('network', 'name', req.name).length > 0)
+      throw new MeshError('ALREADY_EXISTS', `network "${req.name}" already exists; pick another name`);
+    const id = this.newId();
+    const network = NetworkObject.fromPartial({
+      meta: { id },
+      name: req.name,
+      driver: 'overlay',
+      requestedSubnet: req.subnet,
+      options: req.options,
+      labels: req.labels,
+    });
+    return { network: await this.commit(this.tx().create('network', network), 'network', id) };
+  }
+
+  async listNetworks(req: api.ListNetworksRequest): Promise<api.ListNetworksResponse> {
+    await this.read(req.read);
+    return { networks: this.view.list('network') };
+  }
+
+  async getNetwork(req: api.GetNetworkRequest): Promise<api.GetNetworkResponse> {
+    await this.read(req.read);
+    return { network: resolveRef(this.view, 'network', req.network, 'network') };
+  }
+
+  async deleteNetwork(req: api.DeleteNetworkRequest): Promise<api.DeleteNetworkResponse> {
+    await this.backend.linearizableRead();
+    const network = resolveRef(this.view, 'network', req.network, 'network');
+    if (network.ingress)
+      throw new MeshError(
+        'FAILED_PRECONDITION',
+        `network "${network.name}" is the ingress network; it cannot be removed`,
+      );
+    const users = this.view
+      .list('service')
+      .filter((s) => s.spec?.networks.includes(idOf(network)))
+      .map((s) => s.spec?.name);
+    if (users.length > 0)
+      throw new MeshError(
+        'FAILED_PRECONDITION',
+        `network "${network.name}" is in use by service(s) ${users.join(', ')}; remove them or their attachment first`,
+      );
+    await this.backend.proposer.propose(this.tx().delete('network', network).build());
+    return {};
+  }
+}
+
+/**
+ * checkPublishedPorts sees the ports the allocator has given out; a service
+ * created a moment ago has requested its port but not been allocated yet.
+ * Two such requests must not both be accepted.
+ */
+function checkRequestedPorts(view: StoreView, spec: ServiceSpec, serviceId: string): void {
+  const requested = new Map<string, string>();
+  for (const s of view.list('service')) {
+    if (s.meta?.id === serviceId) continue;
+    for (const raw of s.spec?.endpoint?.ports ?? []) {
+      const p = normalizedPort(raw);
+      if (p.publishedPort !== 0 && isClusterWidePort(p))
+        requested.set(portLabel(p.publishedPort, p.protocol), s.spec?.name ?? '');
+    }
+  }
+  (spec.endpoint?.ports ?? []).forEach((raw, i) => {
+    const p = normalizedPort(raw);
+    const holder = requested.get(portLabel(p.publishedPort, p.protocol));
+    if (p.publishedPort === 0 || !isClusterWidePort(p) || holder === undefined) return;
+    const field = `endpoint.ports[${i}].published_port`;
+    throw new ValidationError(
+      field,
+      `service "${spec.name}": ${field} ${portLabel(p.publishedPort, p.protocol)} is already published by service "${holder}"; choose another port or 0 for any free one`,
+    );
+  });
+}
+
+function encodeSpec(spec: ServiceSpec | undefined): string {
+  return Buffer.from(ServiceSpec.encode(spec ?? ServiceSpec.fromPartial({})).finish()).toString('base64');
+}
