@@ -6,8 +6,16 @@ import { runToFixpoint } from '../../../controlplane/orchestrator/control-loop.j
 import { MemoryStore } from '../../../controlplane/store/memory-store.js';
 import { InMemoryProposer } from '../../../controlplane/store/proposer.js';
 import { TransactionBuilder } from '../../../controlplane/store/transaction.js';
+import {
+  CreateServiceRequest,
+  GetClusterRequest,
+  GetNodeRequest,
+  ListNodesRequest,
+  ListTasksRequest,
+} from '../../../src/api/gen/meshd/v1/control.js';
 import { Protocol } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import {
+  EndpointSpec,
   Node,
   NodeAvailability,
   NodeRole,
@@ -68,7 +76,9 @@ function spec(name: string, replicas: number, extra: Partial<ServiceSpec> = {}):
 
 const web = (publishedPort = 8080) =>
   spec('web', 2, {
-    endpoint: { ports: [{ targetPort: 80, publishedPort, protocol: Protocol.PROTOCOL_TCP }] },
+    endpoint: EndpointSpec.fromPartial({
+      ports: [{ targetPort: 80, publishedPort, protocol: Protocol.PROTOCOL_TCP }],
+    }),
   });
 
 function fails(code: string, field: string | undefined, text: RegExp) {
@@ -89,7 +99,7 @@ describe('ControlApi rules', () => {
     const { service } = await api.createService({ spec: { ...web(), networks: ['app'] } });
     assert.deepEqual(service?.spec?.networks, [store.find('network', 'name', 'app')[0]!.meta!.id]);
     runToFixpoint(store, (tx) => proposer.proposeSync(tx), { nowMs: 1000, newId: () => `t${Math.random()}` });
-    const { tasks } = await api.listTasks({ service: 'web', node: '', all: false });
+    const { tasks } = await api.listTasks(ListTasksRequest.fromPartial({ service: 'web' }));
     assert.equal(tasks.length, 2);
     assert.ok(tasks.every((t) => t.status?.state === TaskState.TASK_STATE_ASSIGNED));
   });
@@ -101,7 +111,10 @@ describe('ControlApi rules', () => {
       api.createService({ spec: spec('web', 20_000) }),
       fails('INVALID_ARGUMENT', 'replicas', /replicas must be an integer 0\.\.10000/),
     );
-    await assert.rejects(api.createService({}), fails('INVALID_ARGUMENT', 'spec', /spec is required/));
+    await assert.rejects(
+      api.createService(CreateServiceRequest.fromPartial({})),
+      fails('INVALID_ARGUMENT', 'spec', /spec is required/),
+    );
     await assert.rejects(
       api.createService({ spec: { ...web(), networks: ['nope'] } }),
       fails('NOT_FOUND', undefined, /no network "nope"; `meshctl network ls` lists them/),
@@ -137,11 +150,20 @@ describe('ControlApi rules', () => {
 
   it('nodes are found by ID, hostname or unique ID prefix; unknown and ambiguous refs are errors', async () => {
     const { api } = setup();
-    assert.equal((await api.getNode({ node: 'beta' })).node?.meta?.id, 'nodeaab2');
-    assert.equal((await api.getNode({ node: 'nodeaaa' })).node?.hostname, 'alpha');
-    await assert.rejects(api.getNode({ node: 'ghost' }), fails('NOT_FOUND', undefined, /no node "ghost"/));
+    assert.equal(
+      (await api.getNode(GetNodeRequest.fromPartial({ node: 'beta' }))).node?.meta?.id,
+      'nodeaab2',
+    );
+    assert.equal(
+      (await api.getNode(GetNodeRequest.fromPartial({ node: 'nodeaaa' }))).node?.hostname,
+      'alpha',
+    );
     await assert.rejects(
-      api.getNode({ node: 'nodeaa' }),
+      api.getNode(GetNodeRequest.fromPartial({ node: 'ghost' })),
+      fails('NOT_FOUND', undefined, /no node "ghost"/),
+    );
+    await assert.rejects(
+      api.getNode(GetNodeRequest.fromPartial({ node: 'nodeaa' })),
       fails('INVALID_ARGUMENT', 'node', /matches 2 nodes/),
     );
   });
@@ -207,7 +229,10 @@ describe('ControlApi rules', () => {
       fails('FAILED_PRECONDITION', undefined, /--force/),
     );
     await api.deleteNode({ node: 'beta', force: true });
-    await assert.rejects(api.getNode({ node: 'beta' }), fails('NOT_FOUND', undefined, /no node "beta"/));
+    await assert.rejects(
+      api.getNode(GetNodeRequest.fromPartial({ node: 'beta' })),
+      fails('NOT_FOUND', undefined, /no node "beta"/),
+    );
   });
 
   it('a network in use or the ingress network cannot be removed', async () => {
@@ -231,13 +256,13 @@ describe('ControlApi rules', () => {
     const start = reads();
     await api.listNodes({ read: { localRead: true } });
     assert.equal(reads(), start);
-    await api.listNodes({});
+    await api.listNodes(ListNodesRequest.fromPartial({}));
     assert.equal(reads(), start + 1);
   });
 
   it('cluster settings are validated and written with the version check', async () => {
     const { api } = setup();
-    const { cluster } = await api.getCluster({});
+    const { cluster } = await api.getCluster(GetClusterRequest.fromPartial({}));
     await assert.rejects(
       api.updateCluster({
         spec: { ...cluster!.spec!, publishedPortStart: 9000, publishedPortEnd: 8000 },
