@@ -27,6 +27,10 @@ import {
   checkSubnet,
 } from './validate.js';
 
+const DEFAULT_RETRY_FOR_MS = 8000;
+const RETRY_FIRST_DELAY_MS = 50;
+const RETRY_MAX_DELAY_MS = 500;
+
 /** What the control API needs from a manager (ManagerNode provides it). */
 export interface ControlBackend {
   readonly store: StoreView;
@@ -46,13 +50,55 @@ export interface ControlBackend {
 export class ControlApi {
   private readonly clock: Clock;
   private readonly newId: () => string;
+  private readonly retryForMs: number;
 
   constructor(
     private readonly backend: ControlBackend,
-    opts: { clock?: Clock; newId?: () => string } = {},
+    opts: { clock?: Clock; newId?: () => string; retryForMs?: number } = {},
   ) {
     this.clock = opts.clock ?? systemClock;
     this.newId = opts.newId ?? randomId;
+    this.retryForMs = opts.retryForMs ?? DEFAULT_RETRY_FOR_MS;
+  }
+
+  /**
+   * Retries `fn` while it fails with a Raft error that `retriable` accepts,
+   * for up to `retryForMs` (an election after a leader dies takes one to two
+   * election timeouts): callers see a slow answer, not an error.
+   */
+  private async retrying<T>(fn: () => Promise<T>, retriable: (code: string) => boolean): Promise<T> {
+    const deadline = this.clock.nowMs() + this.retryForMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        const code = err instanceof MeshError ? err.code : '';
+        if (!retriable(code) || this.clock.nowMs() >= deadline) throw err;
+        const delayMs = Math.min(RETRY_MAX_DELAY_MS, RETRY_FIRST_DELAY_MS * 2 ** attempt);
+        await new Promise<void>((resolve) => this.clock.setTimer(delayMs, resolve));
+      }
+    }
+  }
+
+  /** ReadIndex barrier; it writes nothing, so any Raft failure is retried. */
+  private barrier(): Promise<void> {
+    return this.retrying(
+      () => this.backend.linearizableRead(),
+      (code) => code.startsWith('RAFT_') && code !== 'RAFT_NODE_STOPPED',
+    );
+  }
+
+  /**
+   * Only a proposal Raft refused outright (no leader known) is retried: after
+   * a timeout or a leader change it may still commit, and the caller must
+   * read before trying again.
+   */
+  private propose(tx: TransactionBuilder): Promise<void> {
+    const built = tx.build();
+    return this.retrying(
+      () => this.backend.proposer.propose(built),
+      (code) => code === 'RAFT_PROPOSAL_DROPPED',
+    );
   }
 
   private get view(): StoreView {
@@ -60,7 +106,7 @@ export class ControlApi {
   }
 
   private async read(options: api.ReadOptions | undefined): Promise<void> {
-    if (options?.localRead !== true) await this.backend.linearizableRead();
+    if (options?.localRead !== true) await this.barrier();
   }
 
   private tx(): TransactionBuilder {
@@ -73,7 +119,7 @@ export class ControlApi {
     kind: K,
     id: string,
   ): Promise<ObjectsByKind[K]> {
-    await this.backend.proposer.propose(tx.build());
+    await this.propose(tx);
     const stored = this.view.get(kind, id);
     if (stored === undefined) throw new MeshError('NOT_FOUND', `${kind} ${id} was removed concurrently`);
     return stored;
@@ -97,7 +143,7 @@ export class ControlApi {
   async updateCluster(req: api.UpdateClusterRequest): Promise<api.UpdateClusterResponse> {
     const spec = req.spec === undefined ? undefined : ClusterSpec.fromPartial(req.spec);
     checkClusterSpec(spec);
-    await this.backend.linearizableRead();
+    await this.barrier();
     const next = this.withVersion(this.cluster(), req.version);
     next.spec = spec;
     return { cluster: await this.commit(this.tx().update('cluster', next), 'cluster', idOf(next)) };
@@ -124,7 +170,7 @@ export class ControlApi {
     if (req.availability !== undefined) checkAvailability(req.availability);
     if (req.role !== undefined) checkRole(req.role);
     checkLabels(req.labelsAdd, 'labels_add');
-    await this.backend.linearizableRead();
+    await this.barrier();
     const current = resolveRef(this.view, 'node', req.node, 'node');
     const next = this.withVersion(current, req.version);
     if (req.availability !== undefined) next.availability = req.availability;
@@ -143,7 +189,7 @@ export class ControlApi {
   }
 
   async deleteNode(req: api.DeleteNodeRequest): Promise<api.DeleteNodeResponse> {
-    await this.backend.linearizableRead();
+    await this.barrier();
     const node = resolveRef(this.view, 'node', req.node, 'node');
     if (node.role === NodeRole.NODE_ROLE_MANAGER)
       throw new MeshError(
@@ -155,7 +201,7 @@ export class ControlApi {
         'FAILED_PRECONDITION',
         `node "${node.hostname}" is not down; stop its meshd or drain it, or remove it anyway with --force`,
       );
-    await this.backend.proposer.propose(this.tx().delete('node', node).build());
+    await this.propose(this.tx().delete('node', node));
     return {};
   }
 
@@ -163,7 +209,7 @@ export class ControlApi {
     if (req.spec === undefined) throw new ValidationError('spec', 'spec is required');
     const input = ServiceSpec.fromPartial(req.spec);
     validateServiceSpec(input);
-    await this.backend.linearizableRead();
+    await this.barrier();
     if (this.view.find('service', 'name', input.name).length > 0)
       throw new MeshError(
         'ALREADY_EXISTS',
@@ -202,7 +248,7 @@ export class ControlApi {
       throw new ValidationError('spec', 'spec is required (the whole new service spec)');
     const input = ServiceSpec.fromPartial(req.spec);
     validateServiceSpec(input);
-    await this.backend.linearizableRead();
+    await this.barrier();
     const current = resolveRef(this.view, 'service', req.service, 'service');
     const id = idOf(current);
     if (input.name !== current.spec?.name)
@@ -221,17 +267,17 @@ export class ControlApi {
   }
 
   async rollbackService(req: api.RollbackServiceRequest): Promise<api.RollbackServiceResponse> {
-    await this.backend.linearizableRead();
+    await this.barrier();
     const current = resolveRef(this.view, 'service', req.service, 'service');
     const next = rollbackService(this.withVersion(current, req.version), this.clock.nowMs());
     return { service: await this.commit(this.tx().update('service', next), 'service', idOf(current)) };
   }
 
   async deleteService(req: api.DeleteServiceRequest): Promise<api.DeleteServiceResponse> {
-    await this.backend.linearizableRead();
+    await this.barrier();
     const service = resolveRef(this.view, 'service', req.service, 'service');
     // The reaper retires its tasks (REMOVE → gone) once the service is gone.
-    await this.backend.proposer.propose(this.tx().delete('service', service).build());
+    await this.propose(this.tx().delete('service', service));
     return {};
   }
 
@@ -255,7 +301,7 @@ export class ControlApi {
     checkSubnet(req.subnet);
     checkLabels(req.labels, 'labels');
     checkLabels(req.options, 'options');
-    await this.backend.linearizableRead();
+    await this.barrier();
     if (this.view.find('network', 'name', req.name).length > 0)
       throw new MeshError('ALREADY_EXISTS', `network "${req.name}" already exists; pick another name`);
     const id = this.newId();
@@ -281,7 +327,7 @@ export class ControlApi {
   }
 
   async deleteNetwork(req: api.DeleteNetworkRequest): Promise<api.DeleteNetworkResponse> {
-    await this.backend.linearizableRead();
+    await this.barrier();
     const network = resolveRef(this.view, 'network', req.network, 'network');
     if (network.ingress)
       throw new MeshError(
@@ -297,7 +343,7 @@ export class ControlApi {
         'FAILED_PRECONDITION',
         `network "${network.name}" is in use by service(s) ${users.join(', ')}; remove them or their attachment first`,
       );
-    await this.backend.proposer.propose(this.tx().delete('network', network).build());
+    await this.propose(this.tx().delete('network', network));
     return {};
   }
 }

@@ -72,6 +72,15 @@ export class ManagerNode {
     return this.memoryStore;
   }
 
+  /**
+   * The replica itself, for components typed against MemoryStore (the
+   * dispatcher). Read and watch it; never `apply()` to it: writes go through
+   * `proposer`, or this replica diverges from the others.
+   */
+  replica(): MemoryStore {
+    return this.memoryStore;
+  }
+
   isLeader(): boolean {
     return this.raft.status().role === 'leader';
   }

@@ -136,6 +136,30 @@ describe('ControlService over gRPC on three managers', () => {
     );
   });
 
+  it('after the leader stops without a hand-off, a follower answers reads and writes once a new leader is elected', async () => {
+    const old = await cluster.leader();
+    const survivor = cluster.followers()[0]!;
+    await cluster.stopOne(old.id);
+    clients.get(old.id)?.close();
+    clients.delete(old.id);
+    const client = clients.get(survivor.id)!;
+    const listed = await call<control.ListServicesRequest, control.ListServicesResponse>(
+      client,
+      'listServices',
+      control.ListServicesRequest.fromPartial({}),
+    );
+    assert.deepEqual(
+      listed.services.map((s) => s.spec?.name),
+      ['web'],
+    );
+    const net = await call<control.CreateNetworkRequest, control.CreateNetworkResponse>(
+      client,
+      'createNetwork',
+      control.CreateNetworkRequest.fromPartial({ name: 'after-failover' }),
+    );
+    assert.equal(net.network?.name, 'after-failover');
+  });
+
   it('a stale version is ABORTED and a local read answers from the manager it asks', async () => {
     const leader = await cluster.leader();
     const client = clients.get(leader.id)!;
