@@ -81,7 +81,9 @@ function describe(err: unknown, ctx: ErrorContext): string {
     case GrpcStatus.DEADLINE_EXCEEDED:
       return `meshd did not answer in time: check "meshctl node ls" for down managers (quorum needs a majority) and retry`;
     case GrpcStatus.NOT_FOUND:
-      return ctx.listCommand === undefined ? details : `${details}; see "${ctx.listCommand}" for what exists`;
+      return ctx.listCommand === undefined || details.includes('meshctl')
+        ? details
+        : `${details}; see "${ctx.listCommand}" for what exists`;
     case GrpcStatus.ALREADY_EXISTS:
       return `${details}; choose another name or remove the existing one first`;
     case GrpcStatus.ABORTED:

@@ -1,0 +1,287 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { bootstrapCluster } from '../../controlplane/allocator/config.js';
+import { createRootCA, loadRootCAFromDir, roleToOu, saveRootCA } from '../../controlplane/ca/authority.js';
+import { joinCluster } from '../../controlplane/ca/ca-client.js';
+import { createCaServer, createCaServiceHandlers } from '../../controlplane/ca/ca-service.js';
+import { CertificateAuthority } from '../../controlplane/ca/certificate-authority.js';
+import {
+  createKeyAndCsr,
+  loadNodeTlsMaterial,
+  saveNodeTlsMaterial,
+  writeFileDurable,
+} from '../../controlplane/ca/node-identity.js';
+import { ControlApi } from '../../controlplane/controlapi/control-api.js';
+import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
+import { ManagerNode } from '../../controlplane/manager/manager-node.js';
+import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
+import { Node, NodeAvailability, NodeRole, NodeState } from '../api/gen/meshd/v1/objects.js';
+import { systemClock } from '../common/clock.js';
+import { MeshError } from '../common/errors.js';
+import { newId } from '../common/ids.js';
+import { subsystemLogger } from '../common/logger.js';
+import {
+  bindSecure,
+  createChannelCredentials,
+  ReloadableServerCredentials,
+} from '../common/transport/credentials.js';
+import type { DaemonConfig } from './config.js';
+
+const log = subsystemLogger('meshd');
+
+/** `<state-dir>/node.json`: who this host is in the mesh. */
+export interface LocalNode {
+  nodeId: string;
+  clusterId: string;
+  role: 'manager' | 'worker';
+  /** Set by init: the first run founds the Raft cluster and writes the cluster objects. */
+  founder: boolean;
+  /** The founder's first run has written the cluster objects. */
+  bootstrapped: boolean;
+}
+
+const paths = (stateDir: string) => ({
+  node: join(stateDir, 'node.json'),
+  tls: join(stateDir, 'tls'),
+  ca: join(stateDir, 'ca'),
+  raft: join(stateDir, 'raft'),
+  logs: join(stateDir, 'logs'),
+});
+
+export function readNodeState(stateDir: string): LocalNode {
+  const p = paths(stateDir).node;
+  if (!existsSync(p))
+    throw new MeshError(
+      'NOT_INITIALIZED',
+      `${stateDir} holds no node: run "meshd init" (first manager) or "meshd join --token ..." first`,
+    );
+  return JSON.parse(readFileSync(p, 'utf8')) as LocalNode;
+}
+
+function writeNodeState(stateDir: string, state: LocalNode): void {
+  writeFileDurable(paths(stateDir).node, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+}
+
+/** `meshd init`: a new cluster ID, root CA, this host's manager certificate. Raft starts at `run`. */
+export async function initNode(cfg: DaemonConfig): Promise<LocalNode> {
+  const p = paths(cfg.stateDir);
+  if (existsSync(p.node))
+    throw new MeshError(
+      'ALREADY_INITIALIZED',
+      `${cfg.stateDir} already holds a node: start it with "meshd run", or remove ${cfg.stateDir} to start over`,
+    );
+  for (const dir of [p.tls, p.ca, p.raft, p.logs]) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const clusterId = newId();
+  const root = await createRootCA({ clusterId, nowMs: systemClock.nowMs() });
+  saveRootCA(p.ca, root);
+  const ca = new CertificateAuthority({ root, clock: systemClock });
+  const { privateKeyPem, csrPem } = await createKeyAndCsr();
+  const issued = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, [
+    hostOf(cfg.advertiseAddress),
+  ]);
+  saveNodeTlsMaterial(p.tls, {
+    privateKeyPem,
+    certChainPem: issued.certChainPem,
+    trustBundlePem: ca.trustBundlePem(),
+  });
+  const state: LocalNode = {
+    nodeId: issued.nodeId,
+    clusterId,
+    role: 'manager',
+    founder: true,
+    bootstrapped: false,
+  };
+  writeNodeState(cfg.stateDir, state);
+  return state;
+}
+
+function hostOf(hostPort: string): string {
+  return hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+}
+
+/** A running manager daemon; `stop` is the graceful path (leadership handed over first). */
+export interface RunningDaemon {
+  manager: ManagerNode;
+  ca: CertificateAuthority;
+  listenPort: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * `meshd run` for a manager: Raft + store + control loop (ManagerNode), the
+ * CA service on the mTLS listener, and the control API + join tokens on the
+ * local Unix socket (mode 0660, group `socket-group` when it exists).
+ */
+export async function runManager(cfg: DaemonConfig): Promise<RunningDaemon> {
+  const p = paths(cfg.stateDir);
+  const state = readNodeState(cfg.stateDir);
+  if (state.role !== 'manager')
+    throw new MeshError(
+      'NOT_A_MANAGER',
+      `this node is a ${state.role}: the worker role (agent) is not wired into meshd yet`,
+    );
+  const material = loadNodeTlsMaterial(p.tls);
+  const root = await loadRootCAFromDir(p.ca);
+  const ca = new CertificateAuthority({ root, clock: systemClock });
+  const manager = await ManagerNode.start({
+    id: state.nodeId,
+    dataDir: p.raft,
+    listenAddress: cfg.raftListenAddress,
+    serverCredentials: new ReloadableServerCredentials(material),
+    channelCredentials: createChannelCredentials(material, {
+      clusterId: state.clusterId,
+      organizationalUnit: roleToOu('manager'),
+    }),
+    peers: {},
+    ...(state.founder ? { bootstrap: { voters: [state.nodeId], learners: [] } } : {}),
+    onFatal: (err) => {
+      log.fatal({ err: err.message }, 'raft storage failed; exiting');
+      process.exit(70);
+    },
+  });
+  const servers: grpc.Server[] = [];
+  try {
+    if (state.founder && !state.bootstrapped) {
+      await bootstrapStore(manager, state, cfg);
+      writeNodeState(cfg.stateDir, { ...state, bootstrapped: true });
+    }
+    const tcp = createCaServer(ca);
+    servers.push(tcp);
+    const listenPort = await bindSecure(
+      tcp,
+      cfg.listenAddress,
+      new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true }),
+    );
+    const local = new grpc.Server();
+    servers.push(local);
+    addControlService(local, new ControlApi(manager));
+    local.addService(CAServiceService, createCaServiceHandlers(ca));
+    await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
+    log.info({ nodeId: state.nodeId, listen: cfg.listenAddress, socket: cfg.socketPath }, 'manager running');
+    return {
+      manager,
+      ca,
+      listenPort,
+      stop: async () => {
+        for (const s of servers) await shutdown(s);
+        rmSync(cfg.socketPath, { force: true });
+        await manager.stop({ transferLeadership: true });
+      },
+    };
+  } catch (err) {
+    for (const s of servers) s.forceShutdown();
+    await manager.stop({ transferLeadership: false });
+    throw err;
+  }
+}
+
+async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: DaemonConfig): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!manager.isLeader()) {
+    if (Date.now() > deadline)
+      throw new MeshError('NO_LEADER', 'this founding manager did not become Raft leader within 30 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await manager.linearizableRead();
+  if (manager.store.list('cluster').length > 0) return;
+  const now = systemClock.nowMs();
+  const tx = bootstrapCluster({ nowMs: now, clusterId: state.clusterId, ingressNetworkId: newId() }).create(
+    'node',
+    Node.fromPartial({
+      meta: { id: state.nodeId },
+      hostname: cfg.hostname,
+      role: NodeRole.NODE_ROLE_MANAGER,
+      availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE,
+      addresses: [cfg.advertiseAddress],
+      state: NodeState.NODE_STATE_READY,
+      stateChangedAt: { unixMs: now },
+    }),
+  );
+  await manager.proposer.propose(tx.build());
+}
+
+async function bindUnixSocket(server: grpc.Server, socketPath: string, group: string): Promise<void> {
+  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
+  // A socket file left by a killed meshd would make the bind fail.
+  rmSync(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err === null ? resolve() : reject(err),
+    ),
+  );
+  chmodSync(socketPath, 0o660);
+  const gid = groupId(group);
+  if (gid !== undefined) chownSync(socketPath, process.getuid?.() ?? 0, gid);
+  else log.warn({ group }, 'socket group does not exist; only root (the owner) can use meshctl here');
+}
+
+function groupId(group: string): number | undefined {
+  try {
+    const line = execFileSync('getent', ['group', group], { encoding: 'utf8' });
+    const gid = Number(line.split(':')[2]);
+    return Number.isInteger(gid) ? gid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 5000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/**
+ * `meshd join`: certificate from a manager's CA with the token (the token
+ * decides the role). Raft membership for a joining manager and the worker's
+ * agent start at `run` once they are wired (see README Status).
+ */
+export async function joinNode(cfg: DaemonConfig, managerAddress: string, token: string): Promise<LocalNode> {
+  const p = paths(cfg.stateDir);
+  if (existsSync(p.node))
+    throw new MeshError(
+      'ALREADY_INITIALIZED',
+      `${cfg.stateDir} already holds a node: run "meshd leave" first, or remove ${cfg.stateDir}`,
+    );
+  const cert = await joinCluster({
+    target: managerAddress,
+    token,
+    addresses: [hostOf(cfg.advertiseAddress)],
+  });
+  for (const dir of [p.tls, p.raft, p.logs]) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  saveNodeTlsMaterial(p.tls, cert.material);
+  const state: LocalNode = {
+    nodeId: cert.nodeId,
+    clusterId: cert.clusterId,
+    role: cert.role,
+    founder: false,
+    bootstrapped: true,
+  };
+  writeNodeState(cfg.stateDir, state);
+  return state;
+}
+
+/** `meshd leave`: forget this host's membership (state dir). `--force` is needed for a manager. */
+export function leaveNode(cfg: DaemonConfig, force: boolean): void {
+  const state = readNodeState(cfg.stateDir);
+  if (state.role === 'manager' && !force)
+    throw new MeshError(
+      'MANAGER_LEAVE',
+      'this node is a manager: demote it first ("meshctl node demote"), or use --force (the mesh may lose quorum)',
+    );
+  if (existsSync(cfg.socketPath))
+    throw new MeshError(
+      'DAEMON_RUNNING',
+      `meshd seems to run here (${cfg.socketPath} exists): stop it first`,
+    );
+  rmSync(cfg.stateDir, { recursive: true, force: true });
+}

@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { runMeshctl } from '../../../src/meshctl/cli.js';
+import { connectSocket } from '../../../src/meshctl/client.js';
+import { type DaemonConfig, resolveConfig } from '../../../src/meshd/config.js';
+import { initNode, joinNode, type RunningDaemon, runManager } from '../../../src/meshd/daemon.js';
+
+async function meshctl(
+  socket: string,
+  ...argv: string[]
+): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runMeshctl(['--socket', socket, ...argv], {
+    output: { out: (l) => out.push(l), err: (l) => err.push(l) },
+    connect: connectSocket,
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    nowMs: () => Date.now(),
+    runMeshd: async () => 0,
+  });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-daemon-'));
+  let cfg: DaemonConfig;
+  let daemon: RunningDaemon | undefined;
+
+  before(async () => {
+    cfg = resolveConfig({
+      hostname: 'm1',
+      flags: {
+        'state-dir': join(dir, 'state'),
+        socket: join(dir, 'meshd.sock'),
+        'listen-address': '127.0.0.1:0',
+        'raft-listen-address': '127.0.0.1:0',
+        'socket-group': 'meshd-test-none',
+      },
+    });
+    await initNode(cfg);
+    daemon = await runManager(cfg);
+  });
+  after(async () => {
+    await daemon?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('init refuses a state dir that already holds a node and says what to do', async () => {
+    await assert.rejects(initNode(cfg), /already holds a node: start it with "meshd run"/);
+  });
+
+  it('the socket is mode 0660 and serves the founder node and the ingress network', async () => {
+    assert.equal(statSync(cfg.socketPath).mode & 0o777, 0o660);
+    const nodes = await meshctl(cfg.socketPath, '--format', 'json', 'node', 'ls');
+    assert.equal(nodes.code, 0, nodes.err);
+    const parsed = JSON.parse(nodes.out) as { hostname: string; role: string }[];
+    assert.deepEqual(
+      parsed.map((n) => [n.hostname, n.role]),
+      [['m1', 'NODE_ROLE_MANAGER']],
+    );
+    const nets = await meshctl(cfg.socketPath, 'network', 'ls');
+    assert.match(nets.out, /ingress\s+overlay\s+10\.255\.0\.0\/16/);
+  });
+
+  it('service create goes through Raft and its tasks are scheduled', async () => {
+    const r = await meshctl(
+      cfg.socketPath,
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'web',
+      '--replicas',
+      '2',
+      '-p',
+      '8080:80',
+      '--',
+      '/usr/bin/true',
+    );
+    assert.equal(r.code, 0, r.err);
+    const deadline = Date.now() + 10_000;
+    let ps = '';
+    while (Date.now() < deadline) {
+      ps = (await meshctl(cfg.socketPath, 'service', 'ps', 'web')).out;
+      if ((ps.match(/web\.\d+\s+m1/g) ?? []).length === 2) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.equal((ps.match(/web\.\d+\s+m1/g) ?? []).length, 2, ps);
+  });
+
+  it('a bad spec and an unknown node each come back as one line', async () => {
+    const dup = await meshctl(
+      cfg.socketPath,
+      'service',
+      'create',
+      '-d',
+      '--name',
+      'web',
+      '--',
+      '/usr/bin/true',
+    );
+    assert.equal(dup.code, 1);
+    assert.equal(dup.err.split('\n').length, 1);
+    assert.match(dup.err, /web/);
+    const node = await meshctl(cfg.socketPath, 'node', 'update', '--availability', 'drain', 'nosuch');
+    assert.equal(node.code, 1);
+    assert.match(node.err, /^meshctl: .*nosuch.*meshctl node ls/);
+  });
+
+  it('join with a wrong token is refused before anything is written', async () => {
+    const other = { ...cfg, stateDir: join(dir, 'worker') };
+    const wrong =
+      'MESHTKN-1-0000000000000000000000000000000000000000000000000000000000000000-abcdefghijklmnopqrstuvwxy';
+    await assert.rejects(joinNode(other, `127.0.0.1:${daemon?.listenPort}`, wrong), (err: unknown) => {
+      assert.doesNotMatch((err as Error).message, /\n/);
+      return true;
+    });
+    assert.equal(existsSync(join(other.stateDir, 'node.json')), false);
+  });
+
+  it('join with the worker token gets a worker identity from the CA', async () => {
+    const token = (await meshctl(cfg.socketPath, 'join-token', '-q', 'worker')).out;
+    const other = { ...cfg, stateDir: join(dir, 'worker2') };
+    const node = await joinNode(other, `127.0.0.1:${daemon?.listenPort}`, token);
+    assert.equal(node.role, 'worker');
+  });
+});
