@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManagerNode } from '../../../controlplane/manager/manager-node.js';
+import { ManagerNode, type ManagerNodeOptions } from '../../../controlplane/manager/manager-node.js';
 import { mintTlsFixture, type TlsFixture } from '../raft/transport/tls-fixture.js';
 
 export const MANAGER_IDS = ['m1', 'm2', 'm3'];
@@ -17,26 +17,34 @@ export class ManagerCluster {
   private readonly ports = new Map<string, number>();
   private tls: TlsFixture | undefined;
 
+  constructor(private readonly extra: Partial<ManagerNodeOptions> = {}) {}
+
   async start(): Promise<void> {
     this.tls = mintTlsFixture();
-    for (const id of MANAGER_IDS) {
-      const m = await ManagerNode.start({
-        id,
-        dataDir: join(this.root, id),
-        listenAddress: '127.0.0.1:0',
-        serverCredentials: this.tls.serverCredentials(),
-        channelCredentials: this.tls.channelCredentials(),
-        peers: {},
-        bootstrap: { voters: MANAGER_IDS, learners: [] },
-        heartbeatMs: 20,
-        electionMs: 300,
-        requestTimeoutMs: 5000,
-      });
-      this.managers.set(id, m);
-      this.ports.set(id, m.raft.port());
-      for (const [a, node] of this.managers)
-        for (const [b, port] of this.ports) if (a !== b) node.raft.addPeer(b, `127.0.0.1:${port}`);
-    }
+    for (const id of MANAGER_IDS) await this.startOne(id);
+  }
+
+  /** Starts (or restarts, on the same data directory and port) one manager. */
+  async startOne(id: string): Promise<ManagerNode> {
+    const tls = this.tls!;
+    const m = await ManagerNode.start({
+      id,
+      dataDir: join(this.root, id),
+      listenAddress: `127.0.0.1:${this.ports.get(id) ?? 0}`,
+      serverCredentials: tls.serverCredentials(),
+      channelCredentials: tls.channelCredentials(),
+      peers: {},
+      bootstrap: { voters: MANAGER_IDS, learners: [] },
+      heartbeatMs: 20,
+      electionMs: 300,
+      requestTimeoutMs: 5000,
+      ...this.extra,
+    });
+    this.managers.set(id, m);
+    this.ports.set(id, m.raft.port());
+    for (const [a, node] of this.managers)
+      for (const [b, port] of this.ports) if (a !== b) node.raft.addPeer(b, `127.0.0.1:${port}`);
+    return m;
   }
 
   async leader(timeoutMs = 10_000): Promise<ManagerNode> {
