@@ -29,9 +29,9 @@ import { newId } from '../../src/common/ids.js';
 import { type Logger, subsystemLogger } from '../../src/common/logger.js';
 import type { Rng } from '../../src/common/rng.js';
 import { callerIdentity, servicePolicy } from '../../src/common/transport/authorization.js';
-import type { MemoryStore } from '../store/memory-store.js';
 import type { Proposer } from '../store/proposer.js';
 import { TransactionBuilder } from '../store/transaction.js';
+import type { StoreEvent, StoreView, WatchFilter } from '../store/types.js';
 import { clusterViewOf, desiredStateForNode } from './assignments.js';
 import { diffDesiredState, isEmptyDelta } from './delta.js';
 import {
@@ -52,9 +52,14 @@ export const DISPATCHER_POLICY = servicePolicy(DispatcherServiceService, {
   updateTaskStatus: 'node',
 });
 
+/** What the dispatcher reads: a MemoryStore, or the manager's replica (`ManagerNode.store`). */
+export interface DispatcherStore extends StoreView {
+  watch(filter: WatchFilter, fn: (event: StoreEvent) => void): () => void;
+}
+
 export interface DispatcherOptions {
   /** The local replica: read for assignments, watched for increments. */
-  store: MemoryStore;
+  store: DispatcherStore;
   /** Writes (node registration and DOWN, task status) go through it. */
   proposer: Proposer;
   clock?: Clock;
@@ -104,6 +109,7 @@ export class Dispatcher {
   private readonly log: Logger;
   private readonly liveness: LivenessTracker;
   private readonly sessions = new Map<string, SessionState>();
+  private readonly markingReady = new Set<string>();
   private readonly batcher: StatusBatcher;
   private running = false;
   private cancelWatch: (() => void) | undefined;
@@ -258,7 +264,24 @@ export class Dispatcher {
     const periodMs = this.periodMs();
     this.liveness.heartbeat(s.nodeId, this.clock.nowMs(), periodMs);
     this.armExpiry();
+    // A new leader marks every node UNKNOWN; that write may land after this
+    // node's session brought it back READY. A live session repairs it.
+    if (this.opts.store.get('node', s.nodeId)?.state !== NodeState.NODE_STATE_READY) this.markReady(s.nodeId);
     return [null, { periodMs: jitteredPeriodMs(periodMs, this.rng, this.policy) }];
+  }
+
+  private markReady(nodeId: string): void {
+    if (this.markingReady.has(nodeId)) return;
+    this.markingReady.add(nodeId);
+    this.updateNode(nodeId, (n) => {
+      if (n.state === NodeState.NODE_STATE_READY) return false;
+      n.state = NodeState.NODE_STATE_READY;
+      n.statusMessage = '';
+      n.stateChangedAt = { unixMs: this.clock.nowMs() };
+      return true;
+    })
+      .catch((err: unknown) => this.log.warn({ nodeId, err: errorMessage(err) }, 'marking node ready failed'))
+      .finally(() => this.markingReady.delete(nodeId));
   }
 
   private periodMs(): number {

@@ -3,9 +3,9 @@ import type { TaskStatus } from '../../src/api/gen/meshd/v1/objects.js';
 import type { Clock } from '../../src/common/clock.js';
 import { errorMessage, MeshError } from '../../src/common/errors.js';
 import type { Logger } from '../../src/common/logger.js';
-import type { MemoryStore } from '../store/memory-store.js';
 import type { Proposer } from '../store/proposer.js';
 import { TransactionBuilder } from '../store/transaction.js';
+import type { StoreView } from '../store/types.js';
 import { decideStatusUpdate } from './task-updates.js';
 
 interface Waiter {
@@ -28,7 +28,7 @@ export class StatusBatcher {
 
   constructor(
     private readonly opts: {
-      store: MemoryStore;
+      store: StoreView;
       proposer: Proposer;
       clock: Clock;
       delayMs: number;

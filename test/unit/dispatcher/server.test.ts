@@ -175,6 +175,16 @@ describe('dispatcher service over mTLS', () => {
     assert.ok(hb.periodMs > 0);
   });
 
+  test('a heartbeat on a live session brings a node marked UNKNOWN by a new leader back to READY', async () => {
+    const c = client(worker);
+    const { first } = await openSession(c);
+    const n = structuredClone(store.get('node', worker.nodeId)!);
+    n.state = NodeState.NODE_STATE_UNKNOWN;
+    proposer.proposeSync(new TransactionBuilder(5).update('node', n).build());
+    await unary(c.heartbeat.bind(c), { sessionId: first.sessionId });
+    await waitFor('node ready', () => store.get('node', worker.nodeId)?.state === NodeState.NODE_STATE_READY);
+  });
+
   test('a heartbeat with a session ID that is not the caller’s current session is refused NOT_FOUND', async () => {
     const c = client(worker);
     await assert.rejects(unary(c.heartbeat.bind(c), { sessionId: 'bogus' }), (e: grpc.ServiceError) => {
