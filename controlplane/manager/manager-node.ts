@@ -1,5 +1,5 @@
 import { type Clock, systemClock } from '../../src/common/clock.js';
-import { errorMessage } from '../../src/common/errors.js';
+import { errorMessage, MeshError } from '../../src/common/errors.js';
 import { newId } from '../../src/common/ids.js';
 import { subsystemLogger } from '../../src/common/logger.js';
 import type { NodeId } from '../raft/core/types.js';
@@ -17,6 +17,8 @@ export interface ManagerNodeOptions extends Omit<RaftNodeOptions, 'stateMachine'
   storeLimits?: Partial<StoreLimits>;
   /** IDs for objects the control loop creates (tasks); random by default. */
   newId?: () => string;
+  /** The Raft address other managers reach this one at (default: the bound listen address). */
+  raftAdvertiseAddress?: string;
   /** Run the allocator/scheduler/orchestrator while leader (default true; false for tests of Raft alone). */
   controlLoop?: boolean;
 }
@@ -46,6 +48,7 @@ export class ManagerNode {
   private constructor(
     readonly raft: RaftNode,
     private readonly memoryStore: MemoryStore,
+    private readonly stateMachine: StoreStateMachine,
     readonly proposer: RaftProposer,
     private readonly clock: Clock,
     private readonly opts: ManagerNodeOptions,
@@ -55,10 +58,19 @@ export class ManagerNode {
     const clock = options.clock ?? systemClock;
     const store = new MemoryStore(options.storeLimits ?? {});
     const stateMachine = new StoreStateMachine(store);
-    const { storeLimits: _limits, newId: _newId, controlLoop: _loop, ...raftOptions } = options;
+    const {
+      storeLimits: _limits,
+      newId: _newId,
+      controlLoop: _loop,
+      raftAdvertiseAddress: _advertise,
+      ...raftOptions
+    } = options;
     const raft = await RaftNode.start({ ...raftOptions, stateMachine, clock });
+    // Addresses replicated before the last snapshot are not replayed as conf changes.
+    for (const [id, address] of stateMachine.members)
+      if (id !== options.id && options.peers[id] === undefined) raft.addPeer(id, address);
     const proposer = new RaftProposer(raft, stateMachine, store.limits.maxTransactionBytes);
-    const manager = new ManagerNode(raft, store, proposer, clock, options);
+    const manager = new ManagerNode(raft, store, stateMachine, proposer, clock, options);
     manager.pollLeadership();
     return manager;
   }
@@ -93,6 +105,70 @@ export class ManagerNode {
   /** Resolves once this manager's store holds every write committed before the call (ReadIndex). */
   async linearizableRead(): Promise<void> {
     await this.raft.linearizableRead();
+  }
+
+  /** Raft ID → address of every manager this one knows: itself, its configured peers, and replicated joins. */
+  members(): Record<NodeId, string> {
+    const self = this.opts.raftAdvertiseAddress ?? advertiseOf(this.opts.listenAddress, this.raft.port());
+    return { ...this.opts.peers, ...Object.fromEntries(this.stateMachine.members), [this.id]: self };
+  }
+
+  /**
+   * Makes `id` (already running at `raftAddress`, started without
+   * `bootstrap`) a voter. Leader only: Raft takes one membership change at
+   * a time, from the leader (`NOT_LEADER` names the leader otherwise).
+   * Resolves with `members()` once the change is applied here.
+   */
+  async addManager(id: NodeId, raftAddress: string, timeoutMs = 10_000): Promise<Record<NodeId, string>> {
+    this.checkLeader();
+    if (this.raft.status().confState.voters.includes(id)) return this.members();
+    this.raft.proposeConfChange({ type: 'addVoter', nodeId: id, context: Buffer.from(raftAddress, 'utf8') });
+    await this.waitForMembership(timeoutMs, `manager ${id} to join the Raft voters`, (voters) =>
+      voters.includes(id),
+    );
+    return this.members();
+  }
+
+  /** Removes `id` from the Raft voters (a demoted or removed manager). Leader only. */
+  async removeManager(id: NodeId, timeoutMs = 10_000): Promise<void> {
+    this.checkLeader();
+    if (id === this.id)
+      throw new MeshError(
+        'FAILED_PRECONDITION',
+        `manager ${id} is the leader; stop it (it hands over) and remove it from another manager`,
+      );
+    if (!this.raft.status().confState.voters.includes(id)) return;
+    this.raft.proposeConfChange({ type: 'removeNode', nodeId: id });
+    await this.waitForMembership(
+      timeoutMs,
+      `manager ${id} to leave the Raft voters`,
+      (voters) => !voters.includes(id),
+    );
+  }
+
+  private checkLeader(): void {
+    const s = this.raft.status();
+    if (s.role !== 'leader')
+      throw new MeshError(
+        'NOT_LEADER',
+        `this manager (${this.id}) is not the Raft leader; the leader is ${s.lead ?? 'being elected'}`,
+        {
+          details: { leader: s.lead },
+        },
+      );
+  }
+
+  private async waitForMembership(
+    timeoutMs: number,
+    what: string,
+    done: (voters: readonly NodeId[]) => boolean,
+  ): Promise<void> {
+    const deadline = this.clock.nowMs() + timeoutMs;
+    while (!done(this.raft.status().confState.voters)) {
+      if (this.clock.nowMs() > deadline)
+        throw new MeshError('RAFT_TIMEOUT', `timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise<void>((resolve) => this.clock.setTimer(this.opts.heartbeatMs ?? 100, resolve));
+    }
   }
 
   /** Called with (true, term) when this manager becomes leader and (false, term) when it stops being one. */
@@ -168,4 +244,9 @@ export class ManagerNode {
       }
     }
   }
+}
+
+function advertiseOf(listenAddress: string, port: number): string {
+  const host = listenAddress.slice(0, listenAddress.lastIndexOf(':'));
+  return `${host === '' || host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
 }
