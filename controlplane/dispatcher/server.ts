@@ -65,6 +65,8 @@ export interface DispatcherOptions {
   clock?: Clock;
   rng?: Rng;
   policy?: HeartbeatPolicy;
+  /** On a follower: the leader's dispatcher address (host:port), sent to agents with UNAVAILABLE. */
+  leaderAddress?: () => string | undefined;
   /** The managers a node may fail over to, sent when a session opens. */
   managers?: () => ManagerAddress[];
   /** Delay that coalesces store changes into one increment per session. */
@@ -191,7 +193,7 @@ export class Dispatcher {
   private openSession(call: grpc.ServerWritableStream<SessionRequest, SessionResponse>): void {
     const who = this.caller(call);
     if (!this.running) {
-      failStream(call, unavailable());
+      failStream(call, this.unavailable());
       return;
     }
     if (who === undefined) {
@@ -244,7 +246,7 @@ export class Dispatcher {
       | grpc.ServerUnaryCall<{ sessionId: string }, unknown>
       | grpc.ServerWritableStream<{ sessionId: string }, unknown>,
   ): SessionState | grpc.ServiceError {
-    if (!this.running) return unavailable();
+    if (!this.running) return this.unavailable();
     const who = this.caller(call);
     if (who === undefined) return serviceError(grpc.status.UNAUTHENTICATED, 'no node certificate');
     const s = this.sessions.get(who.nodeId);
@@ -268,6 +270,19 @@ export class Dispatcher {
     // node's session brought it back READY. A live session repairs it.
     if (this.opts.store.get('node', s.nodeId)?.state !== NodeState.NODE_STATE_READY) this.markReady(s.nodeId);
     return [null, { periodMs: jitteredPeriodMs(periodMs, this.rng, this.policy) }];
+  }
+
+  /** A follower points the agent at the leader, so an agent that knows one manager finds the leader. */
+  private unavailable(): grpc.ServiceError {
+    const leader = this.opts.leaderAddress?.();
+    const err = serviceError(
+      grpc.status.UNAVAILABLE,
+      leader === undefined || leader === ''
+        ? 'this manager is not dispatching (not the leader); try another manager'
+        : `this manager is not the leader; the leader dispatches at ${leader}`,
+    );
+    if (leader !== undefined && leader !== '') err.metadata.set(LEADER_METADATA_KEY, leader);
+    return err;
   }
 
   private markReady(nodeId: string): void {
@@ -482,12 +497,8 @@ function failStream(call: grpc.ServerWritableStream<unknown, unknown>, err: grpc
   if (!call.writableEnded) call.emit('error', err);
 }
 
-function unavailable(): grpc.ServiceError {
-  return serviceError(
-    grpc.status.UNAVAILABLE,
-    'this manager is not dispatching (not the leader); try another manager',
-  );
-}
+/** Trailing metadata key on UNAVAILABLE: the leader's dispatcher address, when this manager knows it. */
+export const LEADER_METADATA_KEY = 'meshd-leader';
 
 function toServiceError(err: unknown): grpc.ServiceError {
   if (err instanceof Error && 'code' in err && typeof (err as { code: unknown }).code === 'number')

@@ -48,6 +48,8 @@ interface Live {
 export class AgentSession {
   private readonly managers: string[];
   private live: Live | undefined;
+  /** A leader a follower named: tried next, at once. */
+  private leaderHint: string | undefined;
   private stopped = true;
   private cancelSleep: (() => void) | undefined;
   private wake: (() => void) | undefined;
@@ -104,14 +106,17 @@ export class AgentSession {
     let next = 0;
     let failures = 0;
     while (!this.stopped) {
-      const manager = this.managers[next % this.managers.length]!;
+      const hinted = this.leaderHint;
+      this.leaderHint = undefined;
+      const manager = hinted ?? this.managers[next % this.managers.length]!;
       const opened = await this.runOne(manager).catch((err: unknown) => {
         this.opts.log.info({ manager, err: errorMessage(err) }, 'dispatcher session failed');
         return false;
       });
       if (this.stopped) break;
       failures = opened ? 1 : failures + 1;
-      next++;
+      if (hinted === undefined) next++;
+      if (this.leaderHint !== undefined && !opened && hinted === undefined) continue;
       // The first retry goes to the next manager almost at once; while every
       // manager fails, the delay doubles up to the bound (with jitter, so a
       // cluster of agents does not reconnect in lockstep after a leader change).
@@ -157,7 +162,15 @@ export class AgentSession {
         }
         resolve(opened);
       };
-      session.on('error', (err: grpc.ServiceError) => end(err.details || err.message));
+      session.on('error', (err: grpc.ServiceError) => {
+        // A follower names the leader (controlplane/dispatcher LEADER_METADATA_KEY).
+        const leader = err.metadata?.get('meshd-leader')[0];
+        if (typeof leader === 'string' && leader !== '' && leader !== manager) {
+          if (!this.managers.includes(leader)) this.managers.push(leader);
+          this.leaderHint = leader;
+        }
+        end(err.details || err.message);
+      });
       session.on('end', () => end('the manager closed the session'));
       session.on('data', (msg: SessionResponse) => {
         for (const m of msg.managers)

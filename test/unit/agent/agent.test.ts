@@ -76,6 +76,8 @@ describe('agent against real dispatchers over mTLS', () => {
   let workerId: string;
   let logDir: string;
   let t1Pid: number | undefined;
+  let leaderAddress: string | undefined;
+  let root: Awaited<ReturnType<typeof createRootCA>>;
   let t1AliveWhenDraining: boolean | undefined;
 
   const observed = (id: string) => store.get('task', id)?.status?.state;
@@ -84,7 +86,7 @@ describe('agent against real dispatchers over mTLS', () => {
 
   before(async () => {
     logDir = mkdtempSync(join(tmpdir(), 'meshd-agent-'));
-    const root = await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() });
+    root = await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() });
     const worker = await nodeMaterial(root, { role: 'worker' });
     workerId = worker.nodeId;
     proposer.proposeSync(
@@ -97,7 +99,13 @@ describe('agent against real dispatchers over mTLS', () => {
     // Two managers sharing one store, as two Raft replicas would; only the leader dispatches.
     for (let i = 0; i < 2; i++) {
       const manager = await nodeMaterial(root, { role: 'manager' });
-      const d = new Dispatcher({ store, proposer, policy: POLICY, statusBatchDelayMs: 10 });
+      const d = new Dispatcher({
+        store,
+        proposer,
+        policy: POLICY,
+        statusBatchDelayMs: 10,
+        leaderAddress: () => leaderAddress,
+      });
       const server = new grpc.Server({
         interceptors: [createAuthorizationInterceptor({ clusterId: CLUSTER, policy: DISPATCHER_POLICY })],
       });
@@ -180,8 +188,30 @@ describe('agent against real dispatchers over mTLS', () => {
   test('when the leader stops dispatching the agent fails over to the other manager', async () => {
     dispatchers[0]!.stop();
     dispatchers[1]!.start();
+    leaderAddress = addresses[1];
     await waitFor('session on the second manager', () => agent.status().connected?.manager === addresses[1]);
     create(withCommand(task('t3', 'web', workerId, 3, TaskState.TASK_STATE_ASSIGNED, {}), ['sleep', '30']));
     await waitFor('t3 running', () => observed('t3') === TaskState.TASK_STATE_RUNNING);
+  });
+
+  test('an agent that knows only a follower is pointed to the leader', async () => {
+    const other = await nodeMaterial(root, { role: 'worker' });
+    const second = new Agent({
+      managers: [addresses[0]!],
+      credentials: () =>
+        createChannelCredentials(other, { clusterId: CLUSTER, organizationalUnit: 'meshd-manager' }),
+      describe: () => ({ hostname: 'w2', addresses: ['192.168.50.3'], resources: undefined, labels: {} }),
+      dataplane: [],
+      hostPrefix: null,
+      logDir,
+      reconnectMinMs: 50,
+      reconnectMaxMs: 300,
+    });
+    second.start();
+    try {
+      await waitFor('session on the leader', () => second.status().connected?.manager === addresses[1]);
+    } finally {
+      await second.stop();
+    }
   });
 });
