@@ -196,12 +196,16 @@ export class AgentSession {
         };
         beat(Number(msg.heartbeatPeriodMs) || 1000);
         assignments = client.assignments({ sessionId: msg.sessionId });
-        let chain = Promise.resolve();
-        assignments.on('data', (a: AssignmentsResponse) => {
-          chain = chain.then(() =>
-            ended
-              ? undefined
-              : opts.onAssignments(a).catch((err: unknown) => end(`assignments: ${errorMessage(err)}`)),
+        // One message at a time; while one is handled the stream is paused, so
+        // HTTP/2 flow control pushes back to the manager, which closes a
+        // session that falls too far behind (bounded memory on both sides).
+        const stream = assignments;
+        stream.on('data', (a: AssignmentsResponse) => {
+          if (ended) return;
+          stream.pause();
+          opts.onAssignments(a).then(
+            () => stream.resume(),
+            (err: unknown) => end(`assignments: ${errorMessage(err)}`),
           );
         });
         assignments.on('error', (err: grpc.ServiceError) =>
