@@ -19,6 +19,8 @@ export interface LeaderLoopOptions {
   /** First retry delay after a failed round; doubles up to `maxRetryMs`. */
   retryMs?: number;
   maxRetryMs?: number;
+  /** Commits within this many ms share one pass (default 10). */
+  coalesceMs?: number;
   /** Rounds per pass before the loop reports a livelock and backs off. */
   maxRounds?: number;
 }
@@ -40,6 +42,7 @@ export class LeaderControlLoop {
   private stopped = false;
   private running = false;
   private dirty = false;
+  private passDue = false;
   private cancelWatch: () => void = () => undefined;
   private cancelTimer: () => void = () => undefined;
   private failures = 0;
@@ -100,12 +103,19 @@ export class LeaderControlLoop {
       this.dirty = true;
       return;
     }
-    this.schedule(0);
+    // A burst of commits (agents' status batches) shares one pass; a pass
+    // already due is not pushed back, so a steady stream cannot starve it.
+    if (this.passDue) return;
+    this.schedule(this.opts.coalesceMs ?? 10);
   }
 
   private schedule(delayMs: number): void {
     this.cancelTimer();
-    this.cancelTimer = this.opts.clock.setTimer(delayMs, () => void this.pass());
+    this.passDue = true;
+    this.cancelTimer = this.opts.clock.setTimer(delayMs, () => {
+      this.passDue = false;
+      void this.pass();
+    });
   }
 
   private async pass(): Promise<void> {
@@ -142,7 +152,11 @@ export class LeaderControlLoop {
     if (retryInMs !== undefined) return this.schedule(retryInMs);
     if (this.dirty) return this.schedule(0);
     const wakeAt = nextWakeMs(this.opts.store, this.opts.clock.nowMs());
-    if (wakeAt !== undefined) this.schedule(Math.max(0, wakeAt - this.opts.clock.nowMs()));
+    if (wakeAt !== undefined) {
+      this.schedule(Math.max(0, wakeAt - this.opts.clock.nowMs()));
+      // The wake timer is not a due pass: a commit before it runs sooner.
+      this.passDue = false;
+    }
   }
 
   private backoffMs(): number {

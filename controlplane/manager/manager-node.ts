@@ -1,3 +1,4 @@
+import { NodeRole } from '../../src/api/gen/meshd/v1/objects.js';
 import { type Clock, systemClock } from '../../src/common/clock.js';
 import { errorMessage, MeshError } from '../../src/common/errors.js';
 import { newId } from '../../src/common/ids.js';
@@ -44,6 +45,8 @@ export class ManagerNode {
   private stopped = false;
   private leading = false;
   private readonly listeners = new Set<LeadershipListener>();
+  private cancelMembershipWatch: () => void = () => undefined;
+  private reconcilingMembership = false;
 
   private constructor(
     readonly raft: RaftNode,
@@ -146,6 +149,28 @@ export class ManagerNode {
     );
   }
 
+  /**
+   * Leader side of `node demote`: a Raft voter whose Node object says
+   * worker leaves the voters (one change at a time; never this manager,
+   * which must hand over leadership first). Nodes without an object are
+   * left alone (a manager not registered yet).
+   */
+  private async reconcileMembership(): Promise<void> {
+    if (this.reconcilingMembership || !this.leading || this.stopped) return;
+    this.reconcilingMembership = true;
+    try {
+      for (const id of this.raft.status().confState.voters) {
+        if (id === this.id || this.memoryStore.get('node', id)?.role !== NodeRole.NODE_ROLE_WORKER) continue;
+        log.info({ id }, 'node demoted to worker; removing it from the Raft voters');
+        await this.removeManager(id);
+      }
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'membership change failed; retried on the next node change');
+    } finally {
+      this.reconcilingMembership = false;
+    }
+  }
+
   private checkLeader(): void {
     const s = this.raft.status();
     if (s.role !== 'leader')
@@ -190,6 +215,7 @@ export class ManagerNode {
     this.stopped = true;
     this.cancelPoll();
     this.setLeader(false, this.leaderTerm);
+    this.cancelMembershipWatch();
     await this.raft.stop(opts);
   }
 
@@ -220,7 +246,13 @@ export class ManagerNode {
     this.leading = leading;
     this.loop?.stop();
     this.loop = undefined;
+    this.cancelMembershipWatch();
+    this.cancelMembershipWatch = () => undefined;
     if (leading) {
+      this.cancelMembershipWatch = this.memoryStore.watch({ kinds: ['node'] }, (event) => {
+        if (event.type === 'object') void this.reconcileMembership();
+      });
+      void this.reconcileMembership();
       this.leaderTerm = term;
       log.info({ id: this.id, term }, 'became leader; starting the control loop');
       if (this.opts.controlLoop !== false) {

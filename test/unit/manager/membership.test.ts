@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ManagerNode } from '../../../controlplane/manager/manager-node.js';
 import { TransactionBuilder } from '../../../controlplane/store/transaction.js';
-import { Node, NodeState } from '../../../src/api/gen/meshd/v1/objects.js';
+import { Node, NodeRole, NodeState } from '../../../src/api/gen/meshd/v1/objects.js';
 import { MeshError } from '../../../src/common/errors.js';
 import { mintTlsFixture, type TlsFixture } from '../raft/transport/tls-fixture.js';
 import { waitFor } from './manager-fixture.js';
@@ -44,7 +44,7 @@ describe('ManagerNode membership', () => {
     return m;
   };
 
-  it('managers join a founder one at a time, receive the store, and keep it after the founder dies', async () => {
+  it('managers join a founder one at a time, receive the store, keep it after the founder dies, and a demoted one leaves the voters', async () => {
     const founder = await start('f1', {}, true);
     await waitFor('the founder to lead', 5000, () => (founder.isLeader() ? true : undefined));
     await founder.proposer.propose(new TransactionBuilder(1000).create('node', node('w1')).build());
@@ -70,5 +70,19 @@ describe('ManagerNode membership', () => {
     await next.proposer.propose(new TransactionBuilder(2000).create('node', node('w2')).build());
     await next.removeManager('f1');
     assert.deepEqual(next.raft.status().confState.voters.slice().sort(), ['j2', 'j3']);
+
+    // `node demote`: the Node object says worker, the leader removes the voter.
+    const other = next === m2 ? 'j3' : 'j2';
+    await next.proposer.propose(
+      new TransactionBuilder(3000)
+        .create(
+          'node',
+          Node.fromPartial({ meta: { id: other }, hostname: other, role: NodeRole.NODE_ROLE_WORKER }),
+        )
+        .build(),
+    );
+    await waitFor(`${other} to leave the voters`, 5000, () =>
+      next.raft.status().confState.voters.includes(other) ? undefined : true,
+    );
   });
 });
