@@ -172,6 +172,8 @@ export class ControlApi {
     checkLabels(req.labelsAdd, 'labels_add');
     await this.barrier();
     const current = resolveRef(this.view, 'node', req.node, 'node');
+    if (req.role === NodeRole.NODE_ROLE_WORKER && current.role === NodeRole.NODE_ROLE_MANAGER)
+      this.checkDemote(current);
     const next = this.withVersion(current, req.version);
     if (req.availability !== undefined) next.availability = req.availability;
     if (req.role !== undefined) next.role = req.role;
@@ -186,6 +188,25 @@ export class ControlApi {
     Object.assign(next.labels, req.labelsAdd);
     checkLabels(next.labels, 'labels');
     return { node: await this.commit(this.tx().update('node', next), 'node', idOf(next)) };
+  }
+
+  /** Demoting must leave at least one manager and a quorum of the rest reachable (swarm's rule). */
+  private checkDemote(node: ObjectsByKind['node']): void {
+    const rest = this.view
+      .list('node')
+      .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && idOf(n) !== idOf(node));
+    if (rest.length === 0)
+      throw new MeshError(
+        'FAILED_PRECONDITION',
+        `node "${node.hostname}" is the last manager; promote another node first (\`meshctl node promote NODE\`)`,
+      );
+    const ready = rest.filter((n) => n.state === NodeState.NODE_STATE_READY).length;
+    const quorum = Math.floor(rest.length / 2) + 1;
+    if (ready < quorum)
+      throw new MeshError(
+        'FAILED_PRECONDITION',
+        `demoting node "${node.hostname}" would leave ${ready} of ${rest.length} managers ready, below the quorum of ${quorum}; bring managers back first`,
+      );
   }
 
   async deleteNode(req: api.DeleteNodeRequest): Promise<api.DeleteNodeResponse> {

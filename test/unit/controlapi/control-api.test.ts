@@ -12,6 +12,7 @@ import {
   GetNodeRequest,
   ListNodesRequest,
   ListTasksRequest,
+  UpdateNodeRequest,
 } from '../../../src/api/gen/meshd/v1/control.js';
 import { Protocol } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import {
@@ -233,6 +234,20 @@ describe('ControlApi rules', () => {
       api.getNode(GetNodeRequest.fromPartial({ node: 'beta' })),
       fails('NOT_FOUND', undefined, /no node "beta"/),
     );
+  });
+
+  it('the last manager cannot be demoted', async () => {
+    const { api } = setup();
+    await api.updateNode(UpdateNodeRequest.fromPartial({ node: 'alpha', role: NodeRole.NODE_ROLE_MANAGER }));
+    await assert.rejects(
+      api.updateNode(UpdateNodeRequest.fromPartial({ node: 'alpha', role: NodeRole.NODE_ROLE_WORKER })),
+      fails('FAILED_PRECONDITION', undefined, /last manager; promote another node first/),
+    );
+    await api.updateNode(UpdateNodeRequest.fromPartial({ node: 'beta', role: NodeRole.NODE_ROLE_MANAGER }));
+    const { node } = await api.updateNode(
+      UpdateNodeRequest.fromPartial({ node: 'alpha', role: NodeRole.NODE_ROLE_WORKER }),
+    );
+    assert.equal(node?.role, NodeRole.NODE_ROLE_WORKER);
   });
 
   it('a network in use or the ingress network cannot be removed', async () => {
