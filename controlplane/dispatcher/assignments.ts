@@ -93,7 +93,10 @@ export function desiredStateForNode(view: ClusterView, nodeId: string, version: 
   const services: Service[] = [];
   for (const s of view.services) {
     const serviceId = s.meta?.id ?? '';
-    const vips = s.vips.filter((v) => myNetworkIds.has(v.networkId));
+    // The allocator stores VIPs as CIDRs ("10.0.1.2/24"); the data plane takes addresses.
+    const vips = s.vips
+      .filter((v) => myNetworkIds.has(v.networkId))
+      .map((v) => ({ networkId: v.networkId, address: hostAddress(v.address) }));
     const endpoints: Endpoint[] = [];
     for (const t of live) {
       if (t.serviceId !== serviceId) continue;

@@ -136,3 +136,14 @@ describe('cluster view over stored objects', () => {
     assert.equal(view.lbAddress('n1', 'app'), undefined);
   });
 });
+
+it('service VIPs stored as CIDRs by the allocator reach the data plane as plain addresses', () => {
+  const web = service('web', 'web');
+  web.vips = [{ networkId: 'app', address: '10.0.1.2/24' }];
+  const view = cluster(
+    [task('t1', 'web', 'n1', 1, TaskState.TASK_STATE_RUNNING, { app: '10.0.1.3/24' })],
+    [web],
+  );
+  const state = desiredStateForNode(view, 'n1', 1);
+  assert.deepEqual(state.services[0]?.vips, [{ networkId: 'app', address: '10.0.1.2' }]);
+});
