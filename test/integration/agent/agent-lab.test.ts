@@ -163,8 +163,10 @@ describe('agent on a lab host with the real data plane', { timeout: 180_000 }, (
   });
 
   test('an assigned task runs inside its sandbox, is reported RUNNING and answers on the published port', async () => {
-    await waitFor('t1 running', () => observed('t1') === TaskState.TASK_STATE_RUNNING).catch((err) => {
-      throw new Error(`${err.message}; task status ${JSON.stringify(store.get('task', 't1')?.status)}, agent ${JSON.stringify(agent?.status())}`);
+    await waitFor('t1 running', () => observed('t1') === TaskState.TASK_STATE_RUNNING).catch((err: Error) => {
+      throw new Error(
+        `${err.message}; task status ${JSON.stringify(store.get('task', 't1')?.status)}, agent ${JSON.stringify(agent?.status())}`,
+      );
     });
     const pid = agent!.status().tasks.find((t) => t.taskId === 't1')?.pid;
     assert.ok(pid !== undefined);
