@@ -16,6 +16,10 @@ export interface DaemonConfig {
   socketPath: string;
   socketGroup: string;
   hostname: string;
+  /** `kernel`: overlay, sandboxes and LB programmed; `none`: tasks run in the host namespace, nothing programmed (tests, hosts without root). */
+  dataPlane: 'kernel' | 'none';
+  /** Prefix of this host's namespaces ("" on a real host; lab hosts sharing a kernel set one). */
+  netnsPrefix: string;
 }
 
 /** Config keys as written in the YAML file and as `--flag`s (the same names). */
@@ -29,6 +33,8 @@ export const CONFIG_KEYS = {
   socket: 'socketPath',
   'socket-group': 'socketGroup',
   hostname: 'hostname',
+  'data-plane': 'dataPlane',
+  'netns-prefix': 'netnsPrefix',
 } as const satisfies Record<string, keyof DaemonConfig>;
 type Key = keyof typeof CONFIG_KEYS;
 
@@ -40,6 +46,8 @@ export const DEFAULTS = {
   'lb-backend': 'nftables',
   socket: '/run/meshd/meshd.sock',
   'socket-group': 'meshd',
+  'data-plane': 'kernel',
+  'netns-prefix': '',
 } satisfies Partial<Record<Key, string>>;
 
 /**
@@ -89,7 +97,23 @@ export function resolveConfig(opts: {
   const hostname = raw('hostname') ?? opts.hostname;
   if (!/^[a-zA-Z0-9](?:[a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$/.test(hostname))
     throw new ValidationError('hostname', `hostname must be letters, digits, '.' or '-', got "${hostname}"`);
+  const dataPlane = raw('data-plane');
+  if (dataPlane !== 'kernel' && dataPlane !== 'none')
+    throw new ValidationError('data-plane', `data-plane must be kernel or none, got "${dataPlane}"`);
+  if (lb === 'ipvs' && dataPlane === 'kernel')
+    throw new ValidationError(
+      'lb-backend',
+      'lb-backend ipvs is not wired into "meshd run" yet (the VM lab drives it directly); use nftables',
+    );
+  const netnsPrefix = raw('netns-prefix') ?? '';
+  if (!/^[a-z0-9-]{0,8}$/.test(netnsPrefix))
+    throw new ValidationError(
+      'netns-prefix',
+      `netns-prefix must be up to 8 lowercase letters, digits or '-', got "${netnsPrefix}"`,
+    );
   return {
+    dataPlane,
+    netnsPrefix,
     stateDir,
     listenAddress,
     raftListenAddress,

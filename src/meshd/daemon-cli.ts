@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { MeshError } from '../common/errors.js';
 import { CONFIG_KEYS, type DaemonConfig, DEFAULTS, resolveConfig } from './config.js';
-import { initNode, joinNode, leaveNode, runManager } from './daemon.js';
+import { initNode, joinNode, leaveNode, runNode } from './daemon.js';
 
 type Flags = Record<string, string | undefined> & { config?: string };
 
@@ -71,10 +71,12 @@ export function addDaemonCommands(program: Command): void {
     });
 
   withConfigFlags(program.command('run'))
-    .description('run this node (manager today); SIGTERM/SIGINT stop it gracefully')
+    .description(
+      'run this node (agent; on managers also Raft, CA, dispatcher, socket); SIGTERM/SIGINT stop it gracefully',
+    )
     .action(async (flags: Flags) => {
       const cfg = configFrom(flags);
-      const daemon = await runManager(cfg);
+      const daemon = await runNode(cfg);
       await new Promise<void>((resolve) => {
         let stopping = false;
         const onSignal = (sig: string) => {

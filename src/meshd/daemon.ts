@@ -15,11 +15,15 @@ import {
 } from '../../controlplane/ca/node-identity.js';
 import { ControlApi } from '../../controlplane/controlapi/control-api.js';
 import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
+import { DISPATCHER_POLICY, Dispatcher } from '../../controlplane/dispatcher/server.js';
 import { ManagerNode } from '../../controlplane/manager/manager-node.js';
+import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
+import { buildNodeDataplane } from '../../dataplane/reconciler/node.js';
 import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
+import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
 import { Node, NodeAvailability, NodeRole, NodeState } from '../api/gen/meshd/v1/objects.js';
 import { systemClock } from '../common/clock.js';
-import { MeshError } from '../common/errors.js';
+import { errorMessage, MeshError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { subsystemLogger } from '../common/logger.js';
 import {
@@ -40,6 +44,8 @@ export interface LocalNode {
   founder: boolean;
   /** The founder's first run has written the cluster objects. */
   bootstrapped: boolean;
+  /** Manager addresses (HOST:PORT) a joined node's agent starts from. */
+  managers?: string[];
 }
 
 const paths = (stateDir: string) => ({
@@ -101,28 +107,60 @@ function hostOf(hostPort: string): string {
   return hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
 }
 
-/** A running manager daemon; `stop` is the graceful path (leadership handed over first). */
+/** A running node; `stop` is the graceful path (tasks drained and stopped, leadership handed over). */
 export interface RunningDaemon {
-  manager: ManagerNode;
-  ca: CertificateAuthority;
+  state: LocalNode;
+  manager: ManagerNode | undefined;
+  ca: CertificateAuthority | undefined;
+  agent: Agent;
+  /** Port of the mTLS listener (CA + dispatcher) on a manager, 0 on a worker. */
   listenPort: number;
   stop(): Promise<void>;
 }
 
 /**
- * `meshd run` for a manager: Raft + store + control loop (ManagerNode), the
- * CA service on the mTLS listener, and the control API + join tokens on the
+ * `meshd run`. Every node runs the agent (tasks + data plane). A manager
+ * also runs Raft + store + control loop (ManagerNode), the CA and the
+ * dispatcher on the mTLS listener, and the control API + join tokens on the
  * local Unix socket (mode 0660, group `socket-group` when it exists).
  */
-export async function runManager(cfg: DaemonConfig): Promise<RunningDaemon> {
+export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
   const p = paths(cfg.stateDir);
   const state = readNodeState(cfg.stateDir);
-  if (state.role !== 'manager')
-    throw new MeshError(
-      'NOT_A_MANAGER',
-      `this node is a ${state.role}: the worker role (agent) is not wired into meshd yet`,
-    );
   const material = loadNodeTlsMaterial(p.tls);
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'stop step failed'));
+    stops.length = 0;
+  };
+  try {
+    let manager: ManagerNode | undefined;
+    let ca: CertificateAuthority | undefined;
+    let listenPort = 0;
+    if (state.role === 'manager') {
+      ({ manager, ca, listenPort } = await startManagerRole(cfg, state, material, stops));
+    }
+    // With port 0 (tests) the advertised port is the one the listener got.
+    const advertise = cfg.advertiseAddress.endsWith(':0')
+      ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
+      : cfg.advertiseAddress;
+    const agent = startAgent({ ...cfg, advertiseAddress: advertise }, state, material, stops);
+    log.info({ nodeId: state.nodeId, role: state.role, listen: cfg.listenAddress }, 'node running');
+    return { state, manager, ca, agent, listenPort, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+async function startManagerRole(
+  cfg: DaemonConfig,
+  state: LocalNode,
+  material: ReturnType<typeof loadNodeTlsMaterial>,
+  stops: (() => Promise<void>)[],
+): Promise<{ manager: ManagerNode; ca: CertificateAuthority; listenPort: number }> {
+  const p = paths(cfg.stateDir);
   const root = await loadRootCAFromDir(p.ca);
   const ca = new CertificateAuthority({ root, clock: systemClock });
   const manager = await ManagerNode.start({
@@ -141,40 +179,88 @@ export async function runManager(cfg: DaemonConfig): Promise<RunningDaemon> {
       process.exit(70);
     },
   });
-  const servers: grpc.Server[] = [];
-  try {
-    if (state.founder && !state.bootstrapped) {
-      await bootstrapStore(manager, state, cfg);
-      writeNodeState(cfg.stateDir, { ...state, bootstrapped: true });
-    }
-    const tcp = createCaServer(ca);
-    servers.push(tcp);
-    const listenPort = await bindSecure(
-      tcp,
-      cfg.listenAddress,
-      new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true }),
-    );
-    const local = new grpc.Server();
-    servers.push(local);
-    addControlService(local, new ControlApi(manager));
-    local.addService(CAServiceService, createCaServiceHandlers(ca));
-    await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
-    log.info({ nodeId: state.nodeId, listen: cfg.listenAddress, socket: cfg.socketPath }, 'manager running');
-    return {
-      manager,
-      ca,
-      listenPort,
-      stop: async () => {
-        for (const s of servers) await shutdown(s);
-        rmSync(cfg.socketPath, { force: true });
-        await manager.stop({ transferLeadership: true });
-      },
-    };
-  } catch (err) {
-    for (const s of servers) s.forceShutdown();
-    await manager.stop({ transferLeadership: false });
-    throw err;
+  // Last step of stop: the leader hands leadership over before Raft stops.
+  stops.push(() => manager.stop({ transferLeadership: true }));
+  if (state.founder && !state.bootstrapped) {
+    await bootstrapStore(manager, state, cfg);
+    writeNodeState(cfg.stateDir, { ...state, bootstrapped: true });
   }
+  const dispatcher = new Dispatcher({
+    store: manager.replica(),
+    proposer: manager.proposer,
+    managers: () => [{ nodeId: state.nodeId, address: advertised() }],
+  });
+  const follow = (leading: boolean) => (leading ? dispatcher.start() : dispatcher.stop());
+  const unfollow = manager.onLeadershipChange(follow);
+  if (manager.isLeader()) dispatcher.start();
+  stops.push(async () => {
+    unfollow();
+    dispatcher.stop();
+  });
+  let listenPort = 0;
+  const advertised = () =>
+    cfg.advertiseAddress.endsWith(':0')
+      ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
+      : cfg.advertiseAddress;
+  const tcp = createCaServer(ca, { extraPolicy: DISPATCHER_POLICY });
+  tcp.addService(DispatcherServiceService, dispatcher.implementation());
+  stops.push(() => shutdown(tcp));
+  listenPort = await bindSecure(
+    tcp,
+    cfg.listenAddress,
+    new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true }),
+  );
+  const local = new grpc.Server();
+  addControlService(local, new ControlApi(manager));
+  local.addService(CAServiceService, createCaServiceHandlers(ca));
+  stops.push(async () => {
+    await shutdown(local);
+    rmSync(cfg.socketPath, { force: true });
+  });
+  await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
+  return { manager, ca, listenPort };
+}
+
+function startAgent(
+  cfg: DaemonConfig,
+  state: LocalNode,
+  material: ReturnType<typeof loadNodeTlsMaterial>,
+  stops: (() => Promise<void>)[],
+): Agent {
+  const dataplane: DataplaneTarget[] = [];
+  if (cfg.dataPlane === 'kernel') {
+    let networkIds: string[] = [];
+    const node = buildNodeDataplane({ hostPrefix: cfg.netnsPrefix, networkIds: () => networkIds });
+    dataplane.push({
+      name: 'reconciler',
+      apply: (desired) => {
+        networkIds = desired.networks.map((n) => n.id);
+        return node.reconciler.apply(desired);
+      },
+    });
+    stops.push(() => node.close());
+  }
+  const managers = state.role === 'manager' ? [cfg.advertiseAddress] : (state.managers ?? []);
+  const agent = new Agent({
+    managers,
+    credentials: () =>
+      createChannelCredentials(material, {
+        clusterId: state.clusterId,
+        organizationalUnit: roleToOu('manager'),
+      }),
+    describe: () => ({
+      hostname: cfg.hostname,
+      addresses: [hostOf(cfg.advertiseAddress)],
+      resources: undefined,
+      labels: {},
+    }),
+    dataplane,
+    hostPrefix: cfg.dataPlane === 'kernel' ? cfg.netnsPrefix : null,
+    logDir: paths(cfg.stateDir).logs,
+  });
+  agent.start();
+  stops.push(() => agent.stop({ stopTasks: true }));
+  return agent;
 }
 
 async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: DaemonConfig): Promise<void> {
@@ -194,7 +280,7 @@ async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: Daemo
       hostname: cfg.hostname,
       role: NodeRole.NODE_ROLE_MANAGER,
       availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE,
-      addresses: [cfg.advertiseAddress],
+      addresses: [hostOf(cfg.advertiseAddress)],
       state: NodeState.NODE_STATE_READY,
       stateChangedAt: { unixMs: now },
     }),
@@ -265,6 +351,7 @@ export async function joinNode(cfg: DaemonConfig, managerAddress: string, token:
     role: cert.role,
     founder: false,
     bootstrapped: true,
+    managers: [managerAddress],
   };
   writeNodeState(cfg.stateDir, state);
   return state;

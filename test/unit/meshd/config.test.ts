@@ -18,7 +18,7 @@ describe('meshd config', () => {
   it('flags override the file, the file overrides defaults', () => {
     const c = resolveConfig({
       ...base,
-      fileText: 'lb-backend: ipvs\ndata-path-port: 4790\nstate-dir: /srv/meshd\n',
+      fileText: 'lb-backend: ipvs\ndata-plane: none\ndata-path-port: 4790\nstate-dir: /srv/meshd\n',
       flags: { ...base.flags, 'data-path-port': '5789' },
     });
     assert.equal(c.lbBackend, 'ipvs');

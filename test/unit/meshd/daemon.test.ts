@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { runMeshctl } from '../../../src/meshctl/cli.js';
 import { connectSocket } from '../../../src/meshctl/client.js';
 import { type DaemonConfig, resolveConfig } from '../../../src/meshd/config.js';
-import { initNode, joinNode, type RunningDaemon, runManager } from '../../../src/meshd/daemon.js';
+import { initNode, joinNode, type RunningDaemon, runNode } from '../../../src/meshd/daemon.js';
 
 async function meshctl(
   socket: string,
@@ -38,10 +38,11 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
         'listen-address': '127.0.0.1:0',
         'raft-listen-address': '127.0.0.1:0',
         'socket-group': 'meshd-test-none',
+        'data-plane': 'none',
       },
     });
     await initNode(cfg);
-    daemon = await runManager(cfg);
+    daemon = await runNode(cfg);
   });
   after(async () => {
     await daemon?.stop();
@@ -65,12 +66,11 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
     assert.match(nets.out, /ingress\s+overlay\s+10\.255\.0\.0\/16/);
   });
 
-  it('service create goes through Raft and its tasks are scheduled', async () => {
+  it('service create waits until its tasks run (real agent, host-namespace processes) and says so', async () => {
     const r = await meshctl(
       cfg.socketPath,
       'service',
       'create',
-      '-d',
       '--name',
       'web',
       '--replicas',
@@ -78,17 +78,15 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
       '-p',
       '8080:80',
       '--',
-      '/usr/bin/true',
+      '/bin/sleep',
+      '600',
     );
     assert.equal(r.code, 0, r.err);
-    const deadline = Date.now() + 10_000;
-    let ps = '';
-    while (Date.now() < deadline) {
-      ps = (await meshctl(cfg.socketPath, 'service', 'ps', 'web')).out;
-      if ((ps.match(/web\.\d+\s+m1/g) ?? []).length === 2) break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    assert.equal((ps.match(/web\.\d+\s+m1/g) ?? []).length, 2, ps);
+    const lines = r.out.split('\n');
+    assert.match(lines.at(-2) ?? '', /^web: 2\/2 tasks running$/);
+    assert.equal(lines.at(-1), 'web: converged');
+    const ps = (await meshctl(cfg.socketPath, 'service', 'ps', 'web')).out;
+    assert.equal((ps.match(/web\.\d+\s+m1\s+running\s+running/g) ?? []).length, 2, ps);
   });
 
   it('a bad spec and an unknown node each come back as one line', async () => {
@@ -126,5 +124,34 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
     const other = { ...cfg, stateDir: join(dir, 'worker2') };
     const node = await joinNode(other, `127.0.0.1:${daemon?.listenPort}`, token);
     assert.equal(node.role, 'worker');
+    const worker = await runNode({ ...other, hostname: 'w1' });
+    try {
+      const deadline = Date.now() + 15_000;
+      let ls = '';
+      while (Date.now() < deadline) {
+        ls = (await meshctl(cfg.socketPath, 'node', 'ls')).out;
+        if (/w1\s+ready\s+active\s+worker/.test(ls)) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.match(ls, /w1\s+ready\s+active\s+worker/);
+      const scaled = await meshctl(
+        cfg.socketPath,
+        'service',
+        'create',
+        '--name',
+        'spread',
+        '--replicas',
+        '4',
+        '--',
+        '/bin/sleep',
+        '600',
+      );
+      assert.equal(scaled.code, 0, scaled.err);
+      const ps = (await meshctl(cfg.socketPath, 'service', 'ps', 'spread')).out;
+      assert.match(ps, /spread\.\d+\s+w1\s+running/);
+      assert.match(ps, /spread\.\d+\s+m1\s+running/);
+    } finally {
+      await worker.stop();
+    }
   });
 });
