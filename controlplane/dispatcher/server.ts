@@ -109,7 +109,7 @@ export class Dispatcher {
   private readonly rng: Rng;
   private readonly policy: HeartbeatPolicy;
   private readonly log: Logger;
-  private readonly liveness: LivenessTracker;
+  private liveness: LivenessTracker;
   private readonly sessions = new Map<string, SessionState>();
   private readonly markingReady = new Set<string>();
   private readonly batcher: StatusBatcher;
@@ -142,6 +142,12 @@ export class Dispatcher {
       .list('node')
       .filter((n) => n.state !== NodeState.NODE_STATE_DOWN)
       .map((n) => n.meta?.id ?? '');
+    // The cluster's own setting wins (ClusterSpec.unknown_grace_ms), so the
+    // dispatcher and the orchestrator wait the same time before acting.
+    const graceMs = Number(this.opts.store.list('cluster')[0]?.spec?.unknownGraceMs ?? 0);
+    this.liveness = new LivenessTracker(
+      graceMs > 0 ? { ...this.policy, unknownGraceMs: graceMs } : this.policy,
+    );
     this.liveness.startLeadership(known, this.clock.nowMs());
     this.cancelWatch = this.opts.store.watch({}, (e) => {
       if (e.type !== 'object') this.scheduleAssignments();
