@@ -112,6 +112,7 @@ export class Dispatcher {
   private liveness: LivenessTracker;
   private readonly sessions = new Map<string, SessionState>();
   private readonly markingReady = new Set<string>();
+  private lastManagersKey: string | undefined;
   private readonly batcher: StatusBatcher;
   private running = false;
   private cancelWatch: (() => void) | undefined;
@@ -433,6 +434,7 @@ export class Dispatcher {
   }
 
   private sendIncrements(): void {
+    this.sendManagerChanges();
     for (const s of this.sessions.values()) {
       if (s.assignments.size === 0) continue;
       const { state, tasks } = this.computeFor(s.nodeId);
@@ -454,6 +456,17 @@ export class Dispatcher {
         });
       }
     }
+  }
+
+  /** The Session stream carries later changes of the manager list (promotions, demotions). */
+  private sendManagerChanges(): void {
+    const managers = this.opts.managers?.() ?? [];
+    const key = JSON.stringify(managers);
+    if (key === this.lastManagersKey) return;
+    this.lastManagersKey = key;
+    for (const s of this.sessions.values())
+      if (!s.call.writableEnded)
+        s.call.write({ sessionId: s.id, nodeId: s.nodeId, managers, heartbeatPeriodMs: 0 });
   }
 
   private send(s: SessionState, stream: AssignmentStream, msg: AssignmentsResponse): void {

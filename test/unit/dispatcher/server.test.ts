@@ -65,6 +65,7 @@ describe('dispatcher service over mTLS', () => {
   let proposer: InMemoryProposer;
   let dispatcher: Dispatcher;
   const clients: grpc.Client[] = [];
+  const extraManagers: { nodeId: string; address: string }[] = [];
   const streams: grpc.ClientReadableStream<unknown>[] = [];
 
   function client(m: Material): DispatcherServiceClient {
@@ -140,7 +141,7 @@ describe('dispatcher service over mTLS', () => {
         jitterFraction: 0.25,
         unknownGraceMs: 1000,
       },
-      managers: () => [{ nodeId: manager.nodeId, address: `127.0.0.1:${port}` }],
+      managers: () => [{ nodeId: manager.nodeId, address: `127.0.0.1:${port}` }, ...extraManagers],
       statusBatchDelayMs: 20,
     });
     server = new grpc.Server({
@@ -183,6 +184,18 @@ describe('dispatcher service over mTLS', () => {
     proposer.proposeSync(new TransactionBuilder(5).update('node', n).build());
     await unary(c.heartbeat.bind(c), { sessionId: first.sessionId });
     await waitFor('node ready', () => store.get('node', worker.nodeId)?.state === NodeState.NODE_STATE_READY);
+  });
+
+  test('the session stream carries later changes of the manager list', async () => {
+    const c = client(worker);
+    const { stream } = await openSession(c);
+    const later: SessionResponse[] = [];
+    stream.on('data', (m: SessionResponse) => later.push(m));
+    extraManagers.push({ nodeId: 'm2', address: '127.0.0.2:4747' });
+    proposer.proposeSync(
+      new TransactionBuilder(6).create('network', network('n9', 'n9', '10.9.0.0/24', 4109)).build(),
+    );
+    await waitFor('manager list update', () => later.some((m) => m.managers.some((x) => x.nodeId === 'm2')));
   });
 
   test('a heartbeat with a session ID that is not the caller’s current session is refused NOT_FOUND', async () => {
