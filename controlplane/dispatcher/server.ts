@@ -43,6 +43,7 @@ import {
 } from './heartbeat.js';
 import { StatusBatcher } from './status-batcher.js';
 import { decideStatusUpdate, diffTaskLists, tasksForNode } from './task-updates.js';
+import { validateSessionRequest, validateStatusRequest } from './validate.js';
 
 /** Every dispatcher method needs a node certificate of this cluster; the CN is the node ID. */
 export const DISPATCHER_POLICY = servicePolicy(DispatcherServiceService, {
@@ -205,6 +206,12 @@ export class Dispatcher {
     }
     if (who === undefined) {
       failStream(call, serviceError(grpc.status.UNAUTHENTICATED, 'Session: no node certificate'));
+      return;
+    }
+    try {
+      validateSessionRequest(call.request);
+    } catch (err) {
+      failStream(call, serviceError(grpc.status.INVALID_ARGUMENT, `Session: ${errorMessage(err)}`));
       return;
     }
     const previous = this.sessions.get(who.nodeId);
@@ -495,6 +502,11 @@ export class Dispatcher {
   ): Promise<UpdateTaskStatusResponse> {
     const s = this.sessionOf(call);
     if (s instanceof Error) throw s;
+    try {
+      validateStatusRequest(call.request);
+    } catch (err) {
+      throw serviceError(grpc.status.INVALID_ARGUMENT, `UpdateTaskStatus: ${errorMessage(err)}`);
+    }
     const accepted: TaskStatusUpdate[] = [];
     for (const u of call.request.updates) {
       const d = decideStatusUpdate(this.opts.store.get('task', u.taskId), s.nodeId, u.status);

@@ -198,6 +198,28 @@ describe('dispatcher service over mTLS', () => {
     await waitFor('manager list update', () => later.some((m) => m.managers.some((x) => x.nodeId === 'm2')));
   });
 
+  test('a session whose address is not IPv4 is refused INVALID_ARGUMENT naming the field', async () => {
+    const c = client(worker);
+    const stream = c.session({ hostname: 'w1', addresses: ['not-an-ip'], resources: undefined, labels: {} });
+    streams.push(stream);
+    const err = await new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(err.details, /addresses\[0\] must be an IPv4 address/);
+  });
+
+  test('a status request with too many updates is refused INVALID_ARGUMENT', async () => {
+    const c = client(worker);
+    const { first } = await openSession(c);
+    const updates = Array.from({ length: 1001 }, (_, i) => ({
+      taskId: `x${i}`,
+      status: { state: TaskState.TASK_STATE_RUNNING, message: '', err: '', timestamp: undefined },
+    }));
+    await assert.rejects(
+      unary(c.updateTaskStatus.bind(c), { sessionId: first.sessionId, updates }),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /at most 1000/.test(e.details),
+    );
+  });
+
   test('a heartbeat with a session ID that is not the caller’s current session is refused NOT_FOUND', async () => {
     const c = client(worker);
     await assert.rejects(unary(c.heartbeat.bind(c), { sessionId: 'bogus' }), (e: grpc.ServiceError) => {
