@@ -6,6 +6,7 @@ import { planLeadershipChange } from '../orchestrator/leadership.js';
 import { nextWakeMs } from '../orchestrator/wake.js';
 import type { MemoryStore } from '../store/memory-store.js';
 import type { Proposer } from '../store/proposer.js';
+import type { ObjectKind, ObjectsByKind, StoreView } from '../store/types.js';
 
 const log = subsystemLogger('manager-loop');
 
@@ -43,6 +44,7 @@ export class LeaderControlLoop {
   private running = false;
   private dirty = false;
   private passDue = false;
+  private leaderSinceMs = 0;
   private cancelWatch: () => void = () => undefined;
   private cancelTimer: () => void = () => undefined;
   private failures = 0;
@@ -66,6 +68,7 @@ export class LeaderControlLoop {
   }
 
   start(): void {
+    this.leaderSinceMs = this.opts.clock.nowMs();
     this.cancelWatch = this.opts.store.watch({ kinds: [] }, (event) => {
       if (event.type !== 'object') this.trigger();
     });
@@ -88,13 +91,34 @@ export class LeaderControlLoop {
     try {
       await this.opts.barrier();
       if (this.stopped) return;
-      const tx = planLeadershipChange(this.opts.store, this.opts.clock.nowMs());
+      const tx = planLeadershipChange(this.nodesNotHeardFrom(), this.opts.clock.nowMs());
       if (tx !== undefined) await this.guarded.propose(tx.build());
     } catch (err) {
       if (this.stopped) return;
       log.warn({ err: errorMessage(err) }, 'leadership take-over failed; the control loop retries');
     }
     this.trigger();
+  }
+
+  /**
+   * The store as the take-over sees it: a node whose state changed after
+   * this leadership began was reported during it (a registration, a
+   * heartbeat), so it is not "unheard of" and stays as it is.
+   */
+  private nodesNotHeardFrom(): StoreView {
+    const store = this.opts.store;
+    const since = this.leaderSinceMs;
+    return {
+      get index() {
+        return store.index;
+      },
+      get: (kind, id) => store.get(kind, id),
+      find: (kind, name, key) => store.find(kind, name, key),
+      list: <K extends ObjectKind>(kind: K): ObjectsByKind[K][] =>
+        kind === 'node'
+          ? (store.list('node').filter((n) => (n.stateChangedAt?.unixMs ?? 0) < since) as ObjectsByKind[K][])
+          : store.list(kind),
+    };
   }
 
   private trigger(): void {
