@@ -29,7 +29,7 @@ import {
  *   keeps it while it drains;
  * - a task is an `active` endpoint when it is observed RUNNING and still desired
  *   RUNNING; `draining` when observed RUNNING but desired to stop; otherwise it
- *   is no endpoint at all (starting tasks get no traffic);
+ *   is no endpoint at all (starting tasks get no traffic, nor tasks of a DOWN node);
  * - a node takes part in the networks its sandboxes attach to, and always in the
  *   ingress network (every node answers published ports);
  * - every other node's tasks on those networks are remote endpoints reached over
@@ -100,6 +100,10 @@ export function desiredStateForNode(view: ClusterView, nodeId: string, version: 
     const endpoints: Endpoint[] = [];
     for (const t of live) {
       if (t.serviceId !== serviceId) continue;
+      // A DOWN node's tasks keep their last observed state (RUNNING) until the
+      // reaper orphans them, hours later; nothing answers there, so they are
+      // no endpoint anywhere from the moment the node is declared down.
+      if (nodesById.get(t.nodeId)?.state === NodeState.NODE_STATE_DOWN) continue;
       const state = endpointState(t);
       if (state === undefined) continue;
       for (const a of t.networks) {

@@ -147,3 +147,24 @@ it('service VIPs stored as CIDRs by the allocator reach the data plane as plain 
   const state = desiredStateForNode(view, 'n1', 1);
   assert.deepEqual(state.services[0]?.vips, [{ networkId: 'app', address: '10.0.1.2' }]);
 });
+
+it('tasks of a node declared DOWN are no endpoint on any node, though still observed RUNNING', () => {
+  const view = cluster([
+    task('t1', 'web', 'n1', 1, TaskState.TASK_STATE_RUNNING, { app: '10.0.1.3/24' }),
+    task(
+      't2',
+      'web',
+      'n2',
+      2,
+      TaskState.TASK_STATE_RUNNING,
+      { app: '10.0.1.4/24' },
+      TaskState.TASK_STATE_SHUTDOWN,
+    ),
+  ]);
+  const down = {
+    ...view,
+    nodes: view.nodes.map((n) => (n.meta?.id === 'n2' ? { ...n, state: NodeState.NODE_STATE_DOWN } : n)),
+  };
+  const endpoints = desiredStateForNode(down, 'n1', 1).services[0]?.endpoints.map((e) => e.taskId);
+  assert.deepEqual(endpoints, ['t1']);
+});
