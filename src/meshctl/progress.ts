@@ -23,6 +23,7 @@ export function convergence(service: ServiceObject, tasks: Task[]): Convergence 
       : Number(service.spec?.replicas ?? 0);
   const running = current.filter((t) => t.status?.state === TaskState.TASK_STATE_RUNNING).length;
   const failed = tasks
+    .filter((t) => t.specVersion === service.specVersion)
     .filter(
       (t) =>
         t.status?.state === TaskState.TASK_STATE_FAILED || t.status?.state === TaskState.TASK_STATE_REJECTED,
