@@ -13,12 +13,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { execa } from 'execa';
+import { Registry } from 'prom-client';
 import { createRootCA } from '../../../controlplane/ca/authority.js';
 import { DISPATCHER_POLICY, Dispatcher } from '../../../controlplane/dispatcher/server.js';
 import { MemoryStore } from '../../../controlplane/store/memory-store.js';
 import { InMemoryProposer } from '../../../controlplane/store/proposer.js';
 import { TransactionBuilder } from '../../../controlplane/store/transaction.js';
 import { Agent } from '../../../dataplane/agent/agent.js';
+import { EmbeddedDns } from '../../../dataplane/dns/embedded.js';
 import { NftLoadBalancer } from '../../../dataplane/lb/nft/backend.js';
 import { nftToolExecutor } from '../../../dataplane/lb/nft/executor.js';
 import { lbProgrammer } from '../../../dataplane/lb/programmer.js';
@@ -67,6 +70,7 @@ describe('agent on a lab host with the real data plane', { timeout: 180_000 }, (
   let server: grpc.Server | undefined;
   let dispatcher: Dispatcher | undefined;
   let agent: Agent | undefined;
+  let dns: EmbeddedDns | undefined;
   let logDir: string;
 
   const observed = (id: string) => store.get('task', id)?.status?.state;
@@ -87,6 +91,11 @@ describe('agent on a lab host with the real data plane', { timeout: 180_000 }, (
       ],
     });
     const reconciler = new Reconciler([...overlay.programmers, lbProgrammer(lb)]);
+    dns = new EmbeddedDns({
+      registry: new Registry(),
+      hostPrefix: host.netnsPrefix,
+      resolvConfPath: '/nonexistent',
+    });
 
     const root = await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() });
     const manager = await nodeMaterial(root, { role: 'manager' });
@@ -143,7 +152,10 @@ describe('agent on a lab host with the real data plane', { timeout: 180_000 }, (
       credentials: () =>
         createChannelCredentials(worker, { clusterId: CLUSTER, organizationalUnit: 'meshd-manager' }),
       describe: () => ({ hostname: 'h1', addresses: [host.address], resources: undefined, labels: {} }),
-      dataplane: [{ name: 'reconciler', apply: (s) => reconciler.apply(s) }],
+      dataplane: [
+        { name: 'reconciler', apply: (s) => reconciler.apply(s) },
+        { name: 'dns', apply: (s) => dns!.apply(s) },
+      ],
       hostPrefix: host.netnsPrefix,
       logDir,
       stopGracePeriodMs: 3000,
@@ -155,6 +167,7 @@ describe('agent on a lab host with the real data plane', { timeout: 180_000 }, (
   after(async () => {
     await agent?.stop({ stopTasks: true }).catch(() => {});
     dispatcher?.stop();
+    dns?.close();
     server?.forceShutdown();
     await overlay?.close().catch(() => {});
     await helper?.stop().catch(() => {});
@@ -180,6 +193,21 @@ describe('agent on a lab host with the real data plane', { timeout: 180_000 }, (
       return body.startsWith('t1 ');
     });
     assert.match(body, /^t1 /);
+    const sandbox = sandboxNetnsName(host.netnsPrefix, 't1');
+    let answer = '';
+    // Asynchronously: the resolver runs in this process's event loop.
+    await waitFor('the service name resolves inside the task', async () => {
+      const dig = await execa(
+        'ip',
+        ['netns', 'exec', sandbox, 'dig', '+short', '+time=1', '+tries=1', '@127.0.0.11', 'web'],
+        {
+          reject: false,
+        },
+      );
+      answer = String(dig.stdout).trim();
+      return dig.exitCode === 0 && answer !== '';
+    });
+    assert.equal(answer, '10.0.1.2');
   });
 
   test('a task desired SHUTDOWN is stopped, reported SHUTDOWN and its sandbox removed', async () => {
