@@ -3,7 +3,8 @@
  * Agent whose data plane is the real overlay/sandbox programmers and the
  * nftables LB programming the lab host's namespaces, and a real task process
  * inside its sandbox. Checks the path assignments → sandbox → process →
- * RUNNING → published port, and drain → stop → SHUTDOWN → sandbox removed.
+ * RUNNING → published port and DNS name, and drain → stop → SHUTDOWN →
+ * sandbox removed.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
