@@ -12,6 +12,8 @@ import type { ManagerNode } from './manager-node.js';
 
 export const LEADER_METADATA_KEY = 'meshd-leader';
 export const LEADER_ADDRESS_METADATA_KEY = 'meshd-leader-address';
+/** The leader's advertised node address (its Node object's first address), where its gRPC services listen. */
+export const LEADER_NODE_ADDRESS_METADATA_KEY = 'meshd-leader-node-address';
 
 type Call =
   | Parameters<RaftMembershipServiceServer['joinRaft']>[0]
@@ -93,6 +95,8 @@ function membershipError(manager: ManagerNode, err: unknown): Partial<ServiceErr
         metadata.set(LEADER_METADATA_KEY, leader);
         const address = manager.members()[leader];
         if (address !== undefined) metadata.set(LEADER_ADDRESS_METADATA_KEY, address);
+        const nodeAddress = manager.store.get('node', leader)?.addresses[0];
+        if (nodeAddress !== undefined) metadata.set(LEADER_NODE_ADDRESS_METADATA_KEY, nodeAddress);
       }
       return { code: status.UNAVAILABLE, details, metadata };
     }

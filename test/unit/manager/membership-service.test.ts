@@ -9,6 +9,7 @@ import {
   addMembershipService,
   LEADER_ADDRESS_METADATA_KEY,
   LEADER_METADATA_KEY,
+  LEADER_NODE_ADDRESS_METADATA_KEY,
 } from '../../../controlplane/manager/membership-service.js';
 import { TransactionBuilder } from '../../../controlplane/store/transaction.js';
 import {
@@ -72,7 +73,10 @@ describe('RaftMembershipService over mTLS', () => {
     const founder = await start('f1', true);
     await waitFor('the founder to lead', 5000, () => (founder.m.isLeader() ? true : undefined));
     await founder.m.proposer.propose(
-      new TransactionBuilder(1).create('node', Node.fromPartial({ meta: { id: 'w1' } })).build(),
+      new TransactionBuilder(1)
+        .create('node', Node.fromPartial({ meta: { id: 'w1' } }))
+        .create('node', Node.fromPartial({ meta: { id: 'f1' }, addresses: ['10.0.0.1:4747'] }))
+        .build(),
     );
     const joiner = await start('raft-peer', false, { f1: founder.m.members().f1! });
 
@@ -91,6 +95,7 @@ describe('RaftMembershipService over mTLS', () => {
       assert.equal(err.code, status.UNAVAILABLE);
       assert.deepEqual(err.metadata.get(LEADER_METADATA_KEY), ['f1']);
       assert.deepEqual(err.metadata.get(LEADER_ADDRESS_METADATA_KEY), [founder.m.members().f1]);
+      assert.deepEqual(err.metadata.get(LEADER_NODE_ADDRESS_METADATA_KEY), ['10.0.0.1:4747']);
       return true;
     });
   });
