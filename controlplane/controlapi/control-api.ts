@@ -10,7 +10,6 @@ import {
 import { type Clock, systemClock } from '../../src/common/clock.js';
 import { MeshError, ValidationError } from '../../src/common/errors.js';
 import { newId as randomId } from '../../src/common/ids.js';
-import { isClusterWidePort, normalizedPort, portLabel } from '../allocator/config.js';
 import { checkPublishedPorts } from '../allocator/validate.js';
 import { newService, rollbackService, scaleService, updateService } from '../orchestrator/service-ops.js';
 import { validateServiceSpec } from '../orchestrator/validate-spec.js';
@@ -23,6 +22,7 @@ import {
   checkClusterSpec,
   checkLabels,
   checkNetworkName,
+  checkRequestedPorts,
   checkRole,
   checkSubnet,
 } from './validate.js';
@@ -367,33 +367,6 @@ export class ControlApi {
     await this.propose(this.tx().delete('network', network));
     return {};
   }
-}
-
-/**
- * checkPublishedPorts sees the ports the allocator has given out; a service
- * created a moment ago has requested its port but not been allocated yet.
- * Two such requests must not both be accepted.
- */
-function checkRequestedPorts(view: StoreView, spec: ServiceSpec, serviceId: string): void {
-  const requested = new Map<string, string>();
-  for (const s of view.list('service')) {
-    if (s.meta?.id === serviceId) continue;
-    for (const raw of s.spec?.endpoint?.ports ?? []) {
-      const p = normalizedPort(raw);
-      if (p.publishedPort !== 0 && isClusterWidePort(p))
-        requested.set(portLabel(p.publishedPort, p.protocol), s.spec?.name ?? '');
-    }
-  }
-  (spec.endpoint?.ports ?? []).forEach((raw, i) => {
-    const p = normalizedPort(raw);
-    const holder = requested.get(portLabel(p.publishedPort, p.protocol));
-    if (p.publishedPort === 0 || !isClusterWidePort(p) || holder === undefined) return;
-    const field = `endpoint.ports[${i}].published_port`;
-    throw new ValidationError(
-      field,
-      `service "${spec.name}": ${field} ${portLabel(p.publishedPort, p.protocol)} is already published by service "${holder}"; choose another port or 0 for any free one`,
-    );
-  });
 }
 
 function encodeSpec(spec: ServiceSpec | undefined): string {

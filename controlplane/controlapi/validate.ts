@@ -1,7 +1,9 @@
-import type { ClusterSpec } from '../../src/api/gen/meshd/v1/objects.js';
+import type { ClusterSpec, ServiceSpec } from '../../src/api/gen/meshd/v1/objects.js';
 import { NodeAvailability, NodeRole } from '../../src/api/gen/meshd/v1/objects.js';
 import { ValidationError } from '../../src/common/errors.js';
+import { isClusterWidePort, normalizedPort, portLabel } from '../allocator/config.js';
 import { parsePrefix } from '../allocator/ipv4.js';
+import type { StoreView } from '../store/types.js';
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const LABEL_KEY = /^[A-Za-z0-9_.\-/]{1,128}$/;
@@ -74,5 +76,32 @@ export function checkClusterSpec(spec: ClusterSpec | undefined): asserts spec is
     throw new ValidationError('spec.subnet_size', `spec.subnet_size must be 8..29, got ${spec.subnetSize}`);
   spec.defaultAddressPools.forEach((pool, i) => {
     parsePrefix(pool, `spec.default_address_pools[${i}]`);
+  });
+}
+
+/**
+ * checkPublishedPorts sees the ports the allocator has given out; a service
+ * created a moment ago has requested its port but not been allocated yet.
+ * Two such requests must not both be accepted.
+ */
+export function checkRequestedPorts(view: StoreView, spec: ServiceSpec, serviceId: string): void {
+  const requested = new Map<string, string>();
+  for (const s of view.list('service')) {
+    if (s.meta?.id === serviceId) continue;
+    for (const raw of s.spec?.endpoint?.ports ?? []) {
+      const p = normalizedPort(raw);
+      if (p.publishedPort !== 0 && isClusterWidePort(p))
+        requested.set(portLabel(p.publishedPort, p.protocol), s.spec?.name ?? '');
+    }
+  }
+  (spec.endpoint?.ports ?? []).forEach((raw, i) => {
+    const p = normalizedPort(raw);
+    const holder = requested.get(portLabel(p.publishedPort, p.protocol));
+    if (p.publishedPort === 0 || !isClusterWidePort(p) || holder === undefined) return;
+    const field = `endpoint.ports[${i}].published_port`;
+    throw new ValidationError(
+      field,
+      `service "${spec.name}": ${field} ${portLabel(p.publishedPort, p.protocol)} is already published by service "${holder}"; choose another port or 0 for any free one`,
+    );
   });
 }
