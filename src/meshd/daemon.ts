@@ -17,19 +17,30 @@ import { ControlApi } from '../../controlplane/controlapi/control-api.js';
 import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
 import { DISPATCHER_POLICY, Dispatcher } from '../../controlplane/dispatcher/server.js';
 import { ManagerNode } from '../../controlplane/manager/manager-node.js';
+import {
+  addMembershipService,
+  LEADER_NODE_ADDRESS_METADATA_KEY,
+} from '../../controlplane/manager/membership-service.js';
 import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
 import { buildNodeDataplane } from '../../dataplane/reconciler/node.js';
 import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
 import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
+import {
+  type JoinRaftResponse,
+  RaftMembershipServiceClient,
+  RaftMembershipServiceService,
+} from '../api/gen/meshd/v1/membership.js';
 import { Node, NodeAvailability, NodeRole, NodeState } from '../api/gen/meshd/v1/objects.js';
 import { systemClock } from '../common/clock.js';
 import { errorMessage, MeshError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { subsystemLogger } from '../common/logger.js';
+import { createAuthorizationInterceptor, servicePolicy } from '../common/transport/authorization.js';
 import {
   bindSecure,
   createChannelCredentials,
   ReloadableServerCredentials,
+  SECURE_CHANNEL_OPTIONS,
 } from '../common/transport/credentials.js';
 import type { DaemonConfig } from './config.js';
 
@@ -159,10 +170,12 @@ async function startManagerRole(
   state: LocalNode,
   material: ReturnType<typeof loadNodeTlsMaterial>,
   stops: (() => Promise<void>)[],
-): Promise<{ manager: ManagerNode; ca: CertificateAuthority; listenPort: number }> {
+): Promise<{ manager: ManagerNode; ca: CertificateAuthority | undefined; listenPort: number }> {
   const p = paths(cfg.stateDir);
-  const root = await loadRootCAFromDir(p.ca);
-  const ca = new CertificateAuthority({ root, clock: systemClock });
+  // Only the founder holds the root key (the CA is not replicated yet): joined managers serve no CA.
+  const ca = state.founder
+    ? new CertificateAuthority({ root: await loadRootCAFromDir(p.ca), clock: systemClock })
+    : undefined;
   const manager = await ManagerNode.start({
     id: state.nodeId,
     dataDir: p.raft,
@@ -185,6 +198,7 @@ async function startManagerRole(
     await bootstrapStore(manager, state, cfg);
     writeNodeState(cfg.stateDir, { ...state, bootstrapped: true });
   }
+  if (!state.founder) await joinRaft(manager, state, cfg, material);
   const dispatcher = new Dispatcher({
     store: manager.replica(),
     proposer: manager.proposer,
@@ -202,8 +216,15 @@ async function startManagerRole(
     cfg.advertiseAddress.endsWith(':0')
       ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
       : cfg.advertiseAddress;
-  const tcp = createCaServer(ca, { extraPolicy: DISPATCHER_POLICY });
+  const extraPolicy = { ...DISPATCHER_POLICY, ...MEMBERSHIP_POLICY };
+  const tcp =
+    ca !== undefined
+      ? createCaServer(ca, { extraPolicy })
+      : new grpc.Server({
+          interceptors: [createAuthorizationInterceptor({ clusterId: state.clusterId, policy: extraPolicy })],
+        });
   tcp.addService(DispatcherServiceService, dispatcher.implementation());
+  addMembershipService(tcp, manager);
   stops.push(() => shutdown(tcp));
   listenPort = await bindSecure(
     tcp,
@@ -212,7 +233,7 @@ async function startManagerRole(
   );
   const local = new grpc.Server();
   addControlService(local, new ControlApi(manager));
-  local.addService(CAServiceService, createCaServiceHandlers(ca));
+  if (ca !== undefined) local.addService(CAServiceService, createCaServiceHandlers(ca));
   stops.push(async () => {
     await shutdown(local);
     rmSync(cfg.socketPath, { force: true });
@@ -240,7 +261,9 @@ function startAgent(
     });
     stops.push(() => node.close());
   }
-  const managers = state.role === 'manager' ? [cfg.advertiseAddress] : (state.managers ?? []);
+  const managers = [
+    ...new Set([...(state.role === 'manager' ? [cfg.advertiseAddress] : []), ...(state.managers ?? [])]),
+  ];
   const agent = new Agent({
     managers,
     credentials: () =>
@@ -261,6 +284,49 @@ function startAgent(
   agent.start();
   stops.push(() => agent.stop({ stopTasks: true }));
   return agent;
+}
+
+const MEMBERSHIP_POLICY = servicePolicy(RaftMembershipServiceService, {
+  joinRaft: 'manager',
+  leaveRaft: 'manager',
+});
+
+/** A joined manager asks the founder (then whoever it names as leader) to make it a voter. */
+async function joinRaft(
+  manager: ManagerNode,
+  state: LocalNode,
+  cfg: DaemonConfig,
+  material: ReturnType<typeof loadNodeTlsMaterial>,
+): Promise<void> {
+  const raftAddress = `${hostOf(cfg.advertiseAddress)}:${manager.raft.port()}`;
+  const creds = createChannelCredentials(material, {
+    clusterId: state.clusterId,
+    organizationalUnit: roleToOu('manager'),
+  });
+  let target = state.managers?.[0];
+  for (let attempt = 0; target !== undefined && attempt < 5; attempt++) {
+    const client = new RaftMembershipServiceClient(target, creds, SECURE_CHANNEL_OPTIONS);
+    try {
+      const res = await new Promise<JoinRaftResponse>((resolve, reject) =>
+        client.joinRaft({ raftAddress }, new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (err, r) =>
+          err === null ? resolve(r) : reject(err),
+        ),
+      );
+      for (const m of res.members)
+        if (m.nodeId !== state.nodeId) manager.raft.addPeer(m.nodeId, m.raftAddress);
+      return;
+    } catch (err) {
+      const leader = (err as grpc.ServiceError).metadata?.get(LEADER_NODE_ADDRESS_METADATA_KEY)[0];
+      if (typeof leader !== 'string') throw err;
+      target = leader.includes(':') ? leader : `${leader}:${target.slice(target.lastIndexOf(':') + 1)}`;
+    } finally {
+      client.close();
+    }
+  }
+  throw new MeshError(
+    'RAFT_JOIN_FAILED',
+    'could not reach the Raft leader to join as a manager: is the first manager running?',
+  );
 }
 
 async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: DaemonConfig): Promise<void> {

@@ -154,4 +154,25 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
       await worker.stop();
     }
   });
+
+  it('join with the manager token makes a Raft voter whose socket serves the same cluster', async () => {
+    const token = (await meshctl(cfg.socketPath, 'join-token', '-q', 'manager')).out;
+    const other = {
+      ...cfg,
+      stateDir: join(dir, 'manager2'),
+      socketPath: join(dir, 'm2.sock'),
+      hostname: 'm2',
+    };
+    const node = await joinNode(other, `127.0.0.1:${daemon?.listenPort}`, token);
+    assert.equal(node.role, 'manager');
+    const m2 = await runNode(other);
+    try {
+      assert.equal(Object.keys(daemon?.manager?.members() ?? {}).length, 2);
+      const ls = await meshctl(other.socketPath, 'service', 'ls');
+      assert.equal(ls.code, 0, ls.err);
+      assert.match(ls.out, /\bweb\b/);
+    } finally {
+      await m2.stop();
+    }
+  });
 });
