@@ -202,7 +202,17 @@ async function startManagerRole(
   const dispatcher = new Dispatcher({
     store: manager.replica(),
     proposer: manager.proposer,
-    managers: () => [{ nodeId: state.nodeId, address: advertised() }],
+    // Agents fail over among these; every manager listens on the same port as this one (lab and swarm habit).
+    managers: () => [
+      { nodeId: state.nodeId, address: advertised() },
+      ...manager.store
+        .list('node')
+        .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && n.meta?.id !== state.nodeId && n.addresses[0])
+        .map((n) => ({
+          nodeId: n.meta?.id ?? '',
+          address: `${n.addresses[0]}:${advertised().split(':').pop()}`,
+        })),
+    ],
   });
   const follow = (leading: boolean) => (leading ? dispatcher.start() : dispatcher.stop());
   const unfollow = manager.onLeadershipChange(follow);
