@@ -58,6 +58,9 @@ describe('ControlService over gRPC on three managers', () => {
           hostname: `host-${id}`,
           role: NodeRole.NODE_ROLE_WORKER,
           state: NodeState.NODE_STATE_READY,
+          // No agents run here: a state "heard" in the future keeps a leader
+          // elected later (a loaded machine) from marking the nodes UNKNOWN.
+          stateChangedAt: { unixMs: Date.now() + 3_600_000 },
           availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE,
           resources: { nanoCpus: 4e9, memoryBytes: 4e9 },
         }),
