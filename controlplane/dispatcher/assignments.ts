@@ -90,6 +90,25 @@ export function desiredStateForNode(view: ClusterView, nodeId: string, version: 
     }
   }
 
+  // Other nodes' load-balancer addresses: balanced connections leave a node
+  // SNATed to its LB address, so a task's reply to that address must cross the
+  // overlay back to it, which needs a static FDB + neighbour entry everywhere.
+  for (const n of view.nodes) {
+    const otherId = n.meta?.id ?? '';
+    const vtep = n.addresses[0];
+    if (otherId === nodeId || vtep === undefined || vtep === '') continue;
+    for (const a of n.lbAttachments) {
+      if (!myNetworkIds.has(a.networkId) || a.address === '') continue;
+      remoteEndpoints.push({
+        networkId: a.networkId,
+        address: hostAddress(a.address),
+        mac: macFor(a.mac, a.address),
+        vtep,
+        taskId: '',
+      });
+    }
+  }
+
   const services: Service[] = [];
   for (const s of view.services) {
     const serviceId = s.meta?.id ?? '';

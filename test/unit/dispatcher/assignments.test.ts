@@ -168,3 +168,25 @@ it('tasks of a node declared DOWN are no endpoint on any node, though still obse
   const endpoints = desiredStateForNode(down, 'n1', 1).services[0]?.endpoints.map((e) => e.taskId);
   assert.deepEqual(endpoints, ['t1']);
 });
+
+describe('replies to SNATed connections', () => {
+  it("every other node's LB address is a remote endpoint, so replies to it cross the overlay", () => {
+    const view = cluster([t1, t2]);
+    view.nodes = view.nodes.map((n) => {
+      const id = n.meta?.id ?? '';
+      return {
+        ...n,
+        lbAttachments: [
+          { networkId: 'ingress', address: `10.255.0.${240 + Number(id.slice(1))}/16`, mac: '' },
+        ],
+      };
+    });
+    const state = desiredStateForNode(view, 'n3', 1);
+    const lbs = state.remoteEndpoints.filter((r) => r.taskId === '');
+    assert.deepEqual(
+      lbs.map((r) => `${r.address}@${r.vtep}`),
+      ['10.255.0.241@192.168.50.1', '10.255.0.242@192.168.50.2'],
+    );
+    assert.equal(lbs[0]?.mac, '02:42:0a:ff:00:f1');
+  });
+});
