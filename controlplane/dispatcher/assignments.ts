@@ -29,7 +29,7 @@ import {
  *   keeps it while it drains;
  * - a task is an `active` endpoint when it is observed RUNNING and still desired
  *   RUNNING; `draining` when observed RUNNING but desired to stop; otherwise it
- *   is no endpoint at all (starting tasks get no traffic);
+ *   is no endpoint at all (starting tasks get no traffic, nor tasks of a DOWN node);
  * - a node takes part in the networks its sandboxes attach to, and always in the
  *   ingress network (every node answers published ports);
  * - every other node's tasks on those networks are remote endpoints reached over
@@ -90,13 +90,39 @@ export function desiredStateForNode(view: ClusterView, nodeId: string, version: 
     }
   }
 
+  // Other nodes' load-balancer addresses: balanced connections leave a node
+  // SNATed to its LB address, so a task's reply to that address must cross the
+  // overlay back to it, which needs a static FDB + neighbour entry everywhere.
+  for (const n of view.nodes) {
+    const otherId = n.meta?.id ?? '';
+    const vtep = n.addresses[0];
+    if (otherId === nodeId || vtep === undefined || vtep === '') continue;
+    for (const a of n.lbAttachments) {
+      if (!myNetworkIds.has(a.networkId) || a.address === '') continue;
+      remoteEndpoints.push({
+        networkId: a.networkId,
+        address: hostAddress(a.address),
+        mac: macFor(a.mac, a.address),
+        vtep,
+        taskId: '',
+      });
+    }
+  }
+
   const services: Service[] = [];
   for (const s of view.services) {
     const serviceId = s.meta?.id ?? '';
-    const vips = s.vips.filter((v) => myNetworkIds.has(v.networkId));
+    // The allocator stores VIPs as CIDRs ("10.0.1.2/24"); the data plane takes addresses.
+    const vips = s.vips
+      .filter((v) => myNetworkIds.has(v.networkId))
+      .map((v) => ({ networkId: v.networkId, address: hostAddress(v.address) }));
     const endpoints: Endpoint[] = [];
     for (const t of live) {
       if (t.serviceId !== serviceId) continue;
+      // A DOWN node's tasks keep their last observed state (RUNNING) until the
+      // reaper orphans them, hours later; nothing answers there, so they are
+      // no endpoint anywhere from the moment the node is declared down.
+      if (nodesById.get(t.nodeId)?.state === NodeState.NODE_STATE_DOWN) continue;
       const state = endpointState(t);
       if (state === undefined) continue;
       for (const a of t.networks) {

@@ -1,12 +1,14 @@
 import { Command } from 'commander';
 import { errorMessage, MeshError } from '../common/errors.js';
+import { addDaemonCommands } from './daemon-cli.js';
 import { addDataplaneCommands } from './dataplane-cli.js';
 
-/** meshd entry. Today: the data-plane commands; the daemon roles arrive with the control plane. */
+/** meshd entry: init/join/run/leave (daemon) and the data-plane commands. */
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('meshd')
     .description('meshd: routing-mesh data plane and control plane')
     .exitOverride();
+  addDaemonCommands(program);
   addDataplaneCommands(program);
   try {
     await program.parseAsync(argv);

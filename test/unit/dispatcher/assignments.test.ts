@@ -136,3 +136,57 @@ describe('cluster view over stored objects', () => {
     assert.equal(view.lbAddress('n1', 'app'), undefined);
   });
 });
+
+it('service VIPs stored as CIDRs by the allocator reach the data plane as plain addresses', () => {
+  const web = service('web', 'web');
+  web.vips = [{ networkId: 'app', address: '10.0.1.2/24' }];
+  const view = cluster(
+    [task('t1', 'web', 'n1', 1, TaskState.TASK_STATE_RUNNING, { app: '10.0.1.3/24' })],
+    [web],
+  );
+  const state = desiredStateForNode(view, 'n1', 1);
+  assert.deepEqual(state.services[0]?.vips, [{ networkId: 'app', address: '10.0.1.2' }]);
+});
+
+it('tasks of a node declared DOWN are no endpoint on any node, though still observed RUNNING', () => {
+  const view = cluster([
+    task('t1', 'web', 'n1', 1, TaskState.TASK_STATE_RUNNING, { app: '10.0.1.3/24' }),
+    task(
+      't2',
+      'web',
+      'n2',
+      2,
+      TaskState.TASK_STATE_RUNNING,
+      { app: '10.0.1.4/24' },
+      TaskState.TASK_STATE_SHUTDOWN,
+    ),
+  ]);
+  const down = {
+    ...view,
+    nodes: view.nodes.map((n) => (n.meta?.id === 'n2' ? { ...n, state: NodeState.NODE_STATE_DOWN } : n)),
+  };
+  const endpoints = desiredStateForNode(down, 'n1', 1).services[0]?.endpoints.map((e) => e.taskId);
+  assert.deepEqual(endpoints, ['t1']);
+});
+
+describe('replies to SNATed connections', () => {
+  it("every other node's LB address is a remote endpoint, so replies to it cross the overlay", () => {
+    const view = cluster([t1, t2]);
+    view.nodes = view.nodes.map((n) => {
+      const id = n.meta?.id ?? '';
+      return {
+        ...n,
+        lbAttachments: [
+          { networkId: 'ingress', address: `10.255.0.${240 + Number(id.slice(1))}/16`, mac: '' },
+        ],
+      };
+    });
+    const state = desiredStateForNode(view, 'n3', 1);
+    const lbs = state.remoteEndpoints.filter((r) => r.taskId === '');
+    assert.deepEqual(
+      lbs.map((r) => `${r.address}@${r.vtep}`),
+      ['10.255.0.241@192.168.50.1', '10.255.0.242@192.168.50.2'],
+    );
+    assert.equal(lbs[0]?.mac, '02:42:0a:ff:00:f1');
+  });
+});

@@ -1,0 +1,272 @@
+import { randomInt } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import type { DesiredState } from '../../src/api/gen/meshd/v1/dataplane.js';
+import type {
+  AssignmentsResponse,
+  SessionRequest,
+  TaskStatusUpdate,
+} from '../../src/api/gen/meshd/v1/dispatcher.js';
+import { type Task, TaskState, type TaskStatus } from '../../src/api/gen/meshd/v1/objects.js';
+import { type Clock, systemClock } from '../../src/common/clock.js';
+import { errorMessage } from '../../src/common/errors.js';
+import { type Logger, subsystemLogger } from '../../src/common/logger.js';
+import type { Rng } from '../../src/common/rng.js';
+import type { CgroupV2 } from '../executor/cgroup.js';
+import { TaskProcess } from '../executor/task-process.js';
+import { DEFAULT_MAX_LOG_BYTES, DEFAULT_STOP_GRACE_PERIOD_MS, type TaskEvent } from '../executor/types.js';
+import { sandboxNetnsName } from '../overlay/names.js';
+import { type Assignments, applyAssignments } from './assignments.js';
+import { isDrained, type LocalPhase, planTaskActions, runSpecFor, statusForEvent } from './plan.js';
+import { AgentSession } from './session.js';
+
+/** Anything that programs a node from its DesiredState: the Reconciler, EmbeddedDns. */
+export interface DataplaneTarget {
+  name: string;
+  apply(state: DesiredState): Promise<unknown>;
+}
+
+export interface AgentOptions {
+  managers: readonly string[];
+  credentials: () => grpc.ChannelCredentials;
+  describe: () => SessionRequest;
+  /** Applied in order on every assignments change, before tasks start (sandboxes first). */
+  dataplane: readonly DataplaneTarget[];
+  /** Namespace prefix of this host (tasks run in `sandboxNetnsName(prefix, id)`); null runs them in the host's. */
+  hostPrefix: string | null;
+  logDir: string;
+  maxLogBytes?: number;
+  stopGracePeriodMs?: number;
+  /** Bound on waiting for the task to leave load balancing before SIGTERM. */
+  drainTimeoutMs?: number;
+  /** After it left load balancing, time for other nodes to apply that and for open requests to finish. */
+  drainSettleMs?: number;
+  cgroup?: CgroupV2 | undefined;
+  clock?: Clock;
+  rng?: Rng;
+  logger?: Logger;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+}
+
+interface LocalTask {
+  proc: TaskProcess;
+  phase: LocalPhase;
+  hasHealthCheck: boolean;
+  stopByManager: boolean;
+}
+
+const MAX_STATUS_BATCH = 200;
+
+const cryptoRng: Rng = {
+  next: () => randomInt(0, 2 ** 32) / 2 ** 32,
+  int: (bound) => randomInt(0, bound),
+  intBetween: (min, max) => randomInt(min, max + 1),
+  fork: () => cryptoRng,
+};
+
+/**
+ * The node's side of the dispatcher: keeps a session to a manager, turns
+ * assignments into data-plane applies and task processes, and reports task
+ * status. Status reports are kept (latest per task) until a manager has
+ * committed them, so a failover loses none.
+ */
+export class Agent {
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly session: AgentSession;
+  private readonly local = new Map<string, LocalTask>();
+  private readonly pendingStatus = new Map<string, TaskStatusUpdate>();
+  private assignments: Assignments | undefined;
+  private applied: DesiredState | undefined;
+  private appliedWaiters: (() => void)[] = [];
+  private cancelFlush: (() => void) | undefined;
+  private flushing = false;
+  private readonly stopping = new Set<Promise<unknown>>();
+
+  constructor(private readonly opts: AgentOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.logger ?? subsystemLogger('agent');
+    this.session = new AgentSession({
+      managers: opts.managers,
+      credentials: opts.credentials,
+      describe: opts.describe,
+      clock: this.clock,
+      rng: opts.rng ?? cryptoRng,
+      log: this.log,
+      onAssignments: (msg) => this.onAssignments(msg),
+      onConnected: ({ manager, nodeId }) => {
+        this.log.info({ manager, nodeId }, 'dispatcher session open');
+        this.scheduleFlush(0);
+      },
+      ...(opts.reconnectMinMs === undefined ? {} : { reconnectMinMs: opts.reconnectMinMs }),
+      ...(opts.reconnectMaxMs === undefined ? {} : { reconnectMaxMs: opts.reconnectMaxMs }),
+    });
+  }
+
+  start(): void {
+    this.session.start();
+  }
+
+  /** Ends the session; with `stopTasks` also stops every task (SIGTERM, grace, SIGKILL; no drain). */
+  async stop(options: { stopTasks?: boolean } = {}): Promise<void> {
+    this.cancelFlush?.();
+    await this.session.stop();
+    if (options.stopTasks === true)
+      await Promise.all([...this.local.values()].map((t) => t.proc.stop().catch(() => undefined)));
+    await Promise.all([...this.stopping]);
+  }
+
+  status(): {
+    connected: { manager: string; sessionId: string } | undefined;
+    version: number | undefined;
+    tasks: { taskId: string; phase: LocalPhase; pid: number | undefined }[];
+    pendingReports: number;
+  } {
+    return {
+      connected: this.session.connected,
+      version: this.assignments?.version,
+      tasks: [...this.local].map(([taskId, t]) => ({ taskId, phase: t.phase, pid: t.proc.pid })),
+      pendingReports: this.pendingStatus.size,
+    };
+  }
+
+  private async onAssignments(msg: AssignmentsResponse): Promise<void> {
+    this.assignments = applyAssignments(this.assignments, msg);
+    const { tasks, desired } = this.assignments;
+    const plan = planTaskActions(tasks, this.phases());
+    for (const t of plan.start) this.report(t.meta?.id ?? '', TaskState.TASK_STATE_ACCEPTED, 'accepted');
+    await this.applyDataplane(desired);
+    for (const r of plan.report) this.report(r.taskId, r.status.state, r.status.message, r.status.err);
+    for (const t of plan.start) await this.startTask(t);
+    for (const id of plan.stop) this.stopTask(id, true);
+    // Exited tasks the managers no longer list are forgotten.
+    for (const [id, t] of this.local) if (t.phase === 'exited' && !tasks.has(id)) this.local.delete(id);
+  }
+
+  private phases(): Map<string, LocalPhase> {
+    return new Map([...this.local].map(([id, t]) => [id, t.phase]));
+  }
+
+  private async applyDataplane(desired: DesiredState): Promise<void> {
+    for (const target of this.opts.dataplane) {
+      try {
+        await target.apply(desired);
+      } catch (err) {
+        // The reconciler's periodic resync retries; tasks whose sandbox is
+        // missing fail to start and are reported FAILED, visibly.
+        this.log.warn({ target: target.name, err: errorMessage(err) }, 'data-plane apply failed');
+      }
+    }
+    this.applied = desired;
+    const waiters = this.appliedWaiters.splice(0);
+    for (const w of waiters) w();
+  }
+
+  private async startTask(task: Task): Promise<void> {
+    const id = task.meta?.id ?? '';
+    const spec = runSpecFor(task, {
+      logDir: this.opts.logDir,
+      maxLogBytes: this.opts.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES,
+      stopGracePeriodMs: this.opts.stopGracePeriodMs ?? DEFAULT_STOP_GRACE_PERIOD_MS,
+      netnsName: this.opts.hostPrefix === null ? undefined : sandboxNetnsName(this.opts.hostPrefix, id),
+    });
+    let proc: TaskProcess;
+    try {
+      proc = new TaskProcess(spec, {
+        clock: this.clock,
+        log: this.log,
+        cgroup: this.opts.cgroup,
+        onEvent: (e) => this.onTaskEvent(e),
+      });
+    } catch (err) {
+      this.report(id, TaskState.TASK_STATE_REJECTED, 'cannot run', errorMessage(err));
+      return;
+    }
+    const entry: LocalTask = {
+      proc,
+      phase: 'starting',
+      hasHealthCheck: spec.healthCheck !== undefined,
+      stopByManager: false,
+    };
+    this.local.set(id, entry);
+    this.report(id, TaskState.TASK_STATE_PREPARING, 'preparing');
+    try {
+      await proc.start();
+    } catch (err) {
+      entry.phase = 'exited';
+      this.report(id, TaskState.TASK_STATE_FAILED, 'start failed', errorMessage(err));
+    }
+  }
+
+  private onTaskEvent(e: TaskEvent): void {
+    const entry = this.local.get(e.taskId);
+    if (entry === undefined) return;
+    if (e.type === 'exited') entry.phase = 'exited';
+    else if (e.type === 'started' && !entry.hasHealthCheck) entry.phase = 'running';
+    else if (e.type === 'health' && e.status === 'healthy' && entry.phase === 'starting')
+      entry.phase = 'running';
+    const s = statusForEvent(e, entry.hasHealthCheck, entry.stopByManager);
+    if (s !== undefined) this.report(e.taskId, s.state, s.message, s.err);
+    // Swarm's rule: an unhealthy task is stopped (and replaced by the orchestrator).
+    if (e.type === 'health' && e.status === 'unhealthy') this.stopTask(e.taskId, false);
+  }
+
+  private stopTask(taskId: string, byManager: boolean): void {
+    const entry = this.local.get(taskId);
+    if (entry === undefined || entry.phase === 'stopping' || entry.phase === 'exited') return;
+    entry.phase = 'stopping';
+    entry.stopByManager = byManager;
+    const done = entry.proc
+      .stop({ drain: () => this.drain(taskId), drainTimeoutMs: this.opts.drainTimeoutMs ?? 30_000 })
+      .catch((err: unknown) => this.log.warn({ taskId, err: errorMessage(err) }, 'stop failed'))
+      .finally(() => this.stopping.delete(done));
+    this.stopping.add(done);
+  }
+
+  /**
+   * Stop order from DESIGN.md: no new connections first. The managers mark a
+   * stopping task's endpoint draining (weight 0) in the same assignments that
+   * ask to stop it; wait until this node applied a state without it as an
+   * active endpoint, then let other nodes catch up and open requests finish.
+   */
+  private async drain(taskId: string): Promise<void> {
+    while (!isDrained(this.applied, taskId)) await new Promise<void>((r) => this.appliedWaiters.push(r));
+    const settleMs = this.opts.drainSettleMs ?? 1000;
+    if (settleMs > 0) await new Promise<void>((r) => this.clock.setTimer(settleMs, r));
+  }
+
+  private report(taskId: string, state: TaskState, message: string, err = ''): void {
+    const status: TaskStatus = { state, message, err, timestamp: { unixMs: this.clock.nowMs() } };
+    const prev = this.pendingStatus.get(taskId)?.status?.state;
+    // Observed states only move forward; an older pending report is replaced.
+    if (prev !== undefined && prev > state) return;
+    this.pendingStatus.set(taskId, { taskId, status });
+    this.scheduleFlush(10);
+  }
+
+  private scheduleFlush(delayMs: number): void {
+    if (this.cancelFlush !== undefined || this.pendingStatus.size === 0) return;
+    this.cancelFlush = this.clock.setTimer(delayMs, () => {
+      this.cancelFlush = undefined;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing || this.session.connected === undefined) return;
+    this.flushing = true;
+    const batch = [...this.pendingStatus.values()].slice(0, MAX_STATUS_BATCH);
+    try {
+      await this.session.reportStatus(batch);
+      // Drop what was sent unless a newer report replaced it meanwhile.
+      for (const u of batch) if (this.pendingStatus.get(u.taskId) === u) this.pendingStatus.delete(u.taskId);
+    } catch (err) {
+      this.log.info({ err: errorMessage(err), reports: batch.length }, 'status report failed; will retry');
+      this.flushing = false;
+      this.scheduleFlush(500);
+      return;
+    }
+    this.flushing = false;
+    this.scheduleFlush(0);
+  }
+}

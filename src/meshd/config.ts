@@ -1,0 +1,181 @@
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { ValidationError } from '../common/errors.js';
+
+/** Everything meshd init/join/run needs to know about this host. */
+export interface DaemonConfig {
+  stateDir: string;
+  /** mTLS listener for the CA and the dispatcher (host:port). */
+  listenAddress: string;
+  /** mTLS listener for Raft between managers (host:port). */
+  raftListenAddress: string;
+  /** host:port other nodes use to reach listenAddress. */
+  advertiseAddress: string;
+  dataPathPort: number;
+  lbBackend: 'nftables' | 'ipvs';
+  socketPath: string;
+  socketGroup: string;
+  hostname: string;
+  /** `kernel`: overlay, sandboxes and LB programmed; `none`: tasks run in the host namespace, nothing programmed (tests, hosts without root). */
+  dataPlane: 'kernel' | 'none';
+  /** Prefix of this host's namespaces ("" on a real host; lab hosts sharing a kernel set one). */
+  netnsPrefix: string;
+}
+
+/** Config keys as written in the YAML file and as `--flag`s (the same names). */
+export const CONFIG_KEYS = {
+  'state-dir': 'stateDir',
+  'listen-address': 'listenAddress',
+  'raft-listen-address': 'raftListenAddress',
+  'advertise-address': 'advertiseAddress',
+  'data-path-port': 'dataPathPort',
+  'lb-backend': 'lbBackend',
+  socket: 'socketPath',
+  'socket-group': 'socketGroup',
+  hostname: 'hostname',
+  'data-plane': 'dataPlane',
+  'netns-prefix': 'netnsPrefix',
+} as const satisfies Record<string, keyof DaemonConfig>;
+type Key = keyof typeof CONFIG_KEYS;
+
+export const DEFAULTS = {
+  'state-dir': '/var/lib/meshd',
+  'listen-address': '0.0.0.0:4242',
+  'raft-listen-address': '0.0.0.0:4243',
+  'data-path-port': '4789',
+  'lb-backend': 'nftables',
+  socket: '/run/meshd/meshd.sock',
+  'socket-group': 'meshd',
+  'data-plane': 'kernel',
+  'netns-prefix': '',
+} satisfies Partial<Record<Key, string>>;
+
+/**
+ * Pure: the config from the YAML file's text (may be undefined), then flags
+ * over it, then defaults. Every mistake names the key, the value and what is
+ * accepted; `source` says where a value came from (file path or "flag").
+ */
+export function resolveConfig(opts: {
+  fileText?: string | undefined;
+  filePath?: string;
+  flags: Partial<Record<Key, string | undefined>>;
+  hostname: string;
+}): DaemonConfig {
+  const fromFile = parseFile(opts.fileText, opts.filePath ?? 'config file');
+  const raw = (key: Key): string | undefined =>
+    opts.flags[key] ?? fromFile[key] ?? (DEFAULTS as Partial<Record<Key, string>>)[key];
+  const listenAddress = hostPort('listen-address', raw('listen-address') ?? '');
+  const raftListenAddress = hostPort('raft-listen-address', raw('raft-listen-address') ?? '');
+  const listenHost = listenAddress.slice(0, listenAddress.lastIndexOf(':'));
+  let advertise = raw('advertise-address');
+  if (advertise === undefined) {
+    if (listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '[::]')
+      throw new ValidationError(
+        'advertise-address',
+        `advertise-address is required when listen-address is ${listenAddress}: give the address other nodes reach this one at, e.g. 192.0.2.10:4242`,
+      );
+    advertise = listenAddress;
+  }
+  const advertiseAddress = hostPort('advertise-address', advertise);
+  const dataPathPort = Number(raw('data-path-port'));
+  if (!(Number.isInteger(dataPathPort) && dataPathPort >= 1024 && dataPathPort <= 65535))
+    throw new ValidationError(
+      'data-path-port',
+      `data-path-port must be 1024..65535 (VXLAN, default 4789), got "${raw('data-path-port')}"`,
+    );
+  const lb = raw('lb-backend');
+  if (lb !== 'nftables' && lb !== 'ipvs')
+    throw new ValidationError('lb-backend', `lb-backend must be nftables or ipvs, got "${lb}"`);
+  const stateDir = absolute('state-dir', raw('state-dir') ?? '');
+  const socketPath = absolute('socket', raw('socket') ?? '');
+  const socketGroup = raw('socket-group') ?? '';
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(socketGroup))
+    throw new ValidationError(
+      'socket-group',
+      `socket-group must be a group name like meshd, got "${socketGroup}"`,
+    );
+  const hostname = raw('hostname') ?? opts.hostname;
+  if (!/^[a-zA-Z0-9](?:[a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?$/.test(hostname))
+    throw new ValidationError('hostname', `hostname must be letters, digits, '.' or '-', got "${hostname}"`);
+  const dataPlane = raw('data-plane');
+  if (dataPlane !== 'kernel' && dataPlane !== 'none')
+    throw new ValidationError('data-plane', `data-plane must be kernel or none, got "${dataPlane}"`);
+  if (lb === 'ipvs' && dataPlane === 'kernel')
+    throw new ValidationError(
+      'lb-backend',
+      'lb-backend ipvs is not wired into "meshd run" yet (the VM lab drives it directly); use nftables',
+    );
+  const netnsPrefix = raw('netns-prefix') ?? '';
+  if (!/^[a-z0-9-]{0,8}$/.test(netnsPrefix))
+    throw new ValidationError(
+      'netns-prefix',
+      `netns-prefix must be up to 8 lowercase letters, digits or '-', got "${netnsPrefix}"`,
+    );
+  return {
+    dataPlane,
+    netnsPrefix,
+    stateDir,
+    listenAddress,
+    raftListenAddress,
+    advertiseAddress,
+    dataPathPort,
+    lbBackend: lb,
+    socketPath,
+    socketGroup,
+    hostname,
+  };
+}
+
+function parseFile(text: string | undefined, path: string): Partial<Record<Key, string>> {
+  if (text === undefined) return {};
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ValidationError(
+      'config',
+      `${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`,
+    );
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw new ValidationError(
+      'config',
+      `${path} must be a mapping of key: value, e.g. "listen-address: 10.0.0.1:4242"`,
+    );
+  const out: Partial<Record<Key, string>> = {};
+  for (const [key, value] of Object.entries(doc)) {
+    if (!Object.hasOwn(CONFIG_KEYS, key))
+      throw new ValidationError(
+        key,
+        `${path}: unknown key "${key}"; accepted: ${Object.keys(CONFIG_KEYS).join(', ')}`,
+      );
+    if (typeof value !== 'string' && typeof value !== 'number')
+      throw new ValidationError(
+        key,
+        `${path}: ${key} must be a string or number, got ${JSON.stringify(value)}`,
+      );
+    out[key as Key] = String(value);
+  }
+  return out;
+}
+
+function hostPort(field: string, text: string): string {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(text.trim());
+  const port = Number(m?.[2]);
+  if (m === null || !(port >= 0 && port <= 65535))
+    throw new ValidationError(
+      field,
+      `${field} must be HOST:PORT (an IP address and a port 0..65535), got "${text}"`,
+    );
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  if (isIP(host) === 0)
+    throw new ValidationError(field, `${field} host must be an IP address, got "${host}"`);
+  return `${m[1]}:${port}`;
+}
+
+function absolute(field: string, path: string): string {
+  if (!path.startsWith('/'))
+    throw new ValidationError(field, `${field} must be an absolute path, got "${path}"`);
+  return path.replace(/\/+$/, '') || '/';
+}

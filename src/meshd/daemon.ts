@@ -1,0 +1,450 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { bootstrapCluster } from '../../controlplane/allocator/config.js';
+import { createRootCA, loadRootCAFromDir, roleToOu, saveRootCA } from '../../controlplane/ca/authority.js';
+import { joinCluster } from '../../controlplane/ca/ca-client.js';
+import { createCaServer, createCaServiceHandlers } from '../../controlplane/ca/ca-service.js';
+import { CertificateAuthority } from '../../controlplane/ca/certificate-authority.js';
+import {
+  createKeyAndCsr,
+  loadNodeTlsMaterial,
+  saveNodeTlsMaterial,
+  writeFileDurable,
+} from '../../controlplane/ca/node-identity.js';
+import { ControlApi } from '../../controlplane/controlapi/control-api.js';
+import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
+import { DISPATCHER_POLICY, Dispatcher } from '../../controlplane/dispatcher/server.js';
+import { ManagerNode } from '../../controlplane/manager/manager-node.js';
+import {
+  addMembershipService,
+  LEADER_NODE_ADDRESS_METADATA_KEY,
+} from '../../controlplane/manager/membership-service.js';
+import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
+import { buildNodeDataplane } from '../../dataplane/reconciler/node.js';
+import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
+import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
+import {
+  type JoinRaftResponse,
+  RaftMembershipServiceClient,
+  RaftMembershipServiceService,
+} from '../api/gen/meshd/v1/membership.js';
+import { Node, NodeAvailability, NodeRole, NodeState } from '../api/gen/meshd/v1/objects.js';
+import { systemClock } from '../common/clock.js';
+import { errorMessage, MeshError } from '../common/errors.js';
+import { newId } from '../common/ids.js';
+import { subsystemLogger } from '../common/logger.js';
+import { createAuthorizationInterceptor, servicePolicy } from '../common/transport/authorization.js';
+import {
+  bindSecure,
+  createChannelCredentials,
+  ReloadableServerCredentials,
+  SECURE_CHANNEL_OPTIONS,
+} from '../common/transport/credentials.js';
+import type { DaemonConfig } from './config.js';
+
+const log = subsystemLogger('meshd');
+
+/** `<state-dir>/node.json`: who this host is in the mesh. */
+export interface LocalNode {
+  nodeId: string;
+  clusterId: string;
+  role: 'manager' | 'worker';
+  /** Set by init: the first run founds the Raft cluster and writes the cluster objects. */
+  founder: boolean;
+  /** The founder's first run has written the cluster objects. */
+  bootstrapped: boolean;
+  /** Manager addresses (HOST:PORT) a joined node's agent starts from. */
+  managers?: string[];
+}
+
+const paths = (stateDir: string) => ({
+  node: join(stateDir, 'node.json'),
+  tls: join(stateDir, 'tls'),
+  ca: join(stateDir, 'ca'),
+  raft: join(stateDir, 'raft'),
+  logs: join(stateDir, 'logs'),
+});
+
+export function readNodeState(stateDir: string): LocalNode {
+  const p = paths(stateDir).node;
+  if (!existsSync(p))
+    throw new MeshError(
+      'NOT_INITIALIZED',
+      `${stateDir} holds no node: run "meshd init" (first manager) or "meshd join --token ..." first`,
+    );
+  return JSON.parse(readFileSync(p, 'utf8')) as LocalNode;
+}
+
+function writeNodeState(stateDir: string, state: LocalNode): void {
+  writeFileDurable(paths(stateDir).node, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+}
+
+/** `meshd init`: a new cluster ID, root CA, this host's manager certificate. Raft starts at `run`. */
+export async function initNode(cfg: DaemonConfig): Promise<LocalNode> {
+  const p = paths(cfg.stateDir);
+  if (existsSync(p.node))
+    throw new MeshError(
+      'ALREADY_INITIALIZED',
+      `${cfg.stateDir} already holds a node: start it with "meshd run", or remove ${cfg.stateDir} to start over`,
+    );
+  for (const dir of [p.tls, p.ca, p.raft, p.logs]) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const clusterId = newId();
+  const root = await createRootCA({ clusterId, nowMs: systemClock.nowMs() });
+  saveRootCA(p.ca, root);
+  const ca = new CertificateAuthority({ root, clock: systemClock });
+  const { privateKeyPem, csrPem } = await createKeyAndCsr();
+  const issued = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, [
+    hostOf(cfg.advertiseAddress),
+  ]);
+  saveNodeTlsMaterial(p.tls, {
+    privateKeyPem,
+    certChainPem: issued.certChainPem,
+    trustBundlePem: ca.trustBundlePem(),
+  });
+  const state: LocalNode = {
+    nodeId: issued.nodeId,
+    clusterId,
+    role: 'manager',
+    founder: true,
+    bootstrapped: false,
+  };
+  writeNodeState(cfg.stateDir, state);
+  return state;
+}
+
+function hostOf(hostPort: string): string {
+  return hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+}
+
+/** A running node; `stop` is the graceful path (tasks drained and stopped, leadership handed over). */
+export interface RunningDaemon {
+  state: LocalNode;
+  manager: ManagerNode | undefined;
+  ca: CertificateAuthority | undefined;
+  agent: Agent;
+  /** Port of the mTLS listener (CA + dispatcher) on a manager, 0 on a worker. */
+  listenPort: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * `meshd run`. Every node runs the agent (tasks + data plane). A manager
+ * also runs Raft + store + control loop (ManagerNode), the CA and the
+ * dispatcher on the mTLS listener, and the control API + join tokens on the
+ * local Unix socket (mode 0660, group `socket-group` when it exists).
+ */
+export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
+  const p = paths(cfg.stateDir);
+  const state = readNodeState(cfg.stateDir);
+  const material = loadNodeTlsMaterial(p.tls);
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'stop step failed'));
+    stops.length = 0;
+  };
+  try {
+    let manager: ManagerNode | undefined;
+    let ca: CertificateAuthority | undefined;
+    let listenPort = 0;
+    if (state.role === 'manager') {
+      ({ manager, ca, listenPort } = await startManagerRole(cfg, state, material, stops));
+    }
+    // With port 0 (tests) the advertised port is the one the listener got.
+    const advertise = cfg.advertiseAddress.endsWith(':0')
+      ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
+      : cfg.advertiseAddress;
+    const agent = startAgent({ ...cfg, advertiseAddress: advertise }, state, material, stops);
+    log.info({ nodeId: state.nodeId, role: state.role, listen: cfg.listenAddress }, 'node running');
+    return { state, manager, ca, agent, listenPort, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+async function startManagerRole(
+  cfg: DaemonConfig,
+  state: LocalNode,
+  material: ReturnType<typeof loadNodeTlsMaterial>,
+  stops: (() => Promise<void>)[],
+): Promise<{ manager: ManagerNode; ca: CertificateAuthority | undefined; listenPort: number }> {
+  const p = paths(cfg.stateDir);
+  // Only the founder holds the root key (the CA is not replicated yet): joined managers serve no CA.
+  const ca = state.founder
+    ? new CertificateAuthority({ root: await loadRootCAFromDir(p.ca), clock: systemClock })
+    : undefined;
+  const manager = await ManagerNode.start({
+    id: state.nodeId,
+    dataDir: p.raft,
+    listenAddress: cfg.raftListenAddress,
+    serverCredentials: new ReloadableServerCredentials(material),
+    channelCredentials: createChannelCredentials(material, {
+      clusterId: state.clusterId,
+      organizationalUnit: roleToOu('manager'),
+    }),
+    peers: {},
+    ...(state.founder ? { bootstrap: { voters: [state.nodeId], learners: [] } } : {}),
+    onFatal: (err) => {
+      log.fatal({ err: err.message }, 'raft storage failed; exiting');
+      process.exit(70);
+    },
+  });
+  // Last step of stop: the leader hands leadership over before Raft stops.
+  stops.push(() => manager.stop({ transferLeadership: true }));
+  if (state.founder && !state.bootstrapped) {
+    await bootstrapStore(manager, state, cfg);
+    writeNodeState(cfg.stateDir, { ...state, bootstrapped: true });
+  }
+  if (!state.founder) await joinRaft(manager, state, cfg, material);
+  const dispatcher = new Dispatcher({
+    store: manager.replica(),
+    proposer: manager.proposer,
+    // Agents fail over among these; every manager listens on the same port as this one (lab and swarm habit).
+    managers: () => [
+      { nodeId: state.nodeId, address: advertised() },
+      ...manager.store
+        .list('node')
+        .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && n.meta?.id !== state.nodeId && n.addresses[0])
+        .map((n) => ({
+          nodeId: n.meta?.id ?? '',
+          address: `${n.addresses[0]}:${advertised().split(':').pop()}`,
+        })),
+    ],
+  });
+  const follow = (leading: boolean) => (leading ? dispatcher.start() : dispatcher.stop());
+  const unfollow = manager.onLeadershipChange(follow);
+  if (manager.isLeader()) dispatcher.start();
+  stops.push(async () => {
+    unfollow();
+    dispatcher.stop();
+  });
+  let listenPort = 0;
+  const advertised = () =>
+    cfg.advertiseAddress.endsWith(':0')
+      ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
+      : cfg.advertiseAddress;
+  const extraPolicy = { ...DISPATCHER_POLICY, ...MEMBERSHIP_POLICY };
+  const tcp =
+    ca !== undefined
+      ? createCaServer(ca, { extraPolicy })
+      : new grpc.Server({
+          interceptors: [createAuthorizationInterceptor({ clusterId: state.clusterId, policy: extraPolicy })],
+        });
+  tcp.addService(DispatcherServiceService, dispatcher.implementation());
+  addMembershipService(tcp, manager);
+  stops.push(() => shutdown(tcp));
+  listenPort = await bindSecure(
+    tcp,
+    cfg.listenAddress,
+    new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true }),
+  );
+  const local = new grpc.Server();
+  addControlService(local, new ControlApi(manager));
+  if (ca !== undefined) local.addService(CAServiceService, createCaServiceHandlers(ca));
+  stops.push(async () => {
+    await shutdown(local);
+    rmSync(cfg.socketPath, { force: true });
+  });
+  await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
+  return { manager, ca, listenPort };
+}
+
+function startAgent(
+  cfg: DaemonConfig,
+  state: LocalNode,
+  material: ReturnType<typeof loadNodeTlsMaterial>,
+  stops: (() => Promise<void>)[],
+): Agent {
+  const dataplane: DataplaneTarget[] = [];
+  if (cfg.dataPlane === 'kernel') {
+    let networkIds: string[] = [];
+    const node = buildNodeDataplane({ hostPrefix: cfg.netnsPrefix, networkIds: () => networkIds });
+    dataplane.push({
+      name: 'reconciler',
+      apply: (desired) => {
+        networkIds = desired.networks.map((n) => n.id);
+        return node.reconciler.apply(desired);
+      },
+    });
+    stops.push(() => node.close());
+  }
+  const managers = [
+    ...new Set([...(state.role === 'manager' ? [cfg.advertiseAddress] : []), ...(state.managers ?? [])]),
+  ];
+  const agent = new Agent({
+    managers,
+    credentials: () =>
+      createChannelCredentials(material, {
+        clusterId: state.clusterId,
+        organizationalUnit: roleToOu('manager'),
+      }),
+    describe: () => ({
+      hostname: cfg.hostname,
+      addresses: [hostOf(cfg.advertiseAddress)],
+      resources: undefined,
+      labels: {},
+    }),
+    dataplane,
+    hostPrefix: cfg.dataPlane === 'kernel' ? cfg.netnsPrefix : null,
+    logDir: paths(cfg.stateDir).logs,
+  });
+  agent.start();
+  stops.push(() => agent.stop({ stopTasks: true }));
+  return agent;
+}
+
+const MEMBERSHIP_POLICY = servicePolicy(RaftMembershipServiceService, {
+  joinRaft: 'manager',
+  leaveRaft: 'manager',
+});
+
+/** A joined manager asks the founder (then whoever it names as leader) to make it a voter. */
+async function joinRaft(
+  manager: ManagerNode,
+  state: LocalNode,
+  cfg: DaemonConfig,
+  material: ReturnType<typeof loadNodeTlsMaterial>,
+): Promise<void> {
+  const raftAddress = `${hostOf(cfg.advertiseAddress)}:${manager.raft.port()}`;
+  const creds = createChannelCredentials(material, {
+    clusterId: state.clusterId,
+    organizationalUnit: roleToOu('manager'),
+  });
+  let target = state.managers?.[0];
+  for (let attempt = 0; target !== undefined && attempt < 5; attempt++) {
+    const client = new RaftMembershipServiceClient(target, creds, SECURE_CHANNEL_OPTIONS);
+    try {
+      const res = await new Promise<JoinRaftResponse>((resolve, reject) =>
+        client.joinRaft({ raftAddress }, new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (err, r) =>
+          err === null ? resolve(r) : reject(err),
+        ),
+      );
+      for (const m of res.members)
+        if (m.nodeId !== state.nodeId) manager.raft.addPeer(m.nodeId, m.raftAddress);
+      return;
+    } catch (err) {
+      const leader = (err as grpc.ServiceError).metadata?.get(LEADER_NODE_ADDRESS_METADATA_KEY)[0];
+      if (typeof leader !== 'string') throw err;
+      target = leader.includes(':') ? leader : `${leader}:${target.slice(target.lastIndexOf(':') + 1)}`;
+    } finally {
+      client.close();
+    }
+  }
+  throw new MeshError(
+    'RAFT_JOIN_FAILED',
+    'could not reach the Raft leader to join as a manager: is the first manager running?',
+  );
+}
+
+async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: DaemonConfig): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!manager.isLeader()) {
+    if (Date.now() > deadline)
+      throw new MeshError('NO_LEADER', 'this founding manager did not become Raft leader within 30 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await manager.linearizableRead();
+  if (manager.store.list('cluster').length > 0) return;
+  const now = systemClock.nowMs();
+  const tx = bootstrapCluster({ nowMs: now, clusterId: state.clusterId, ingressNetworkId: newId() }).create(
+    'node',
+    Node.fromPartial({
+      meta: { id: state.nodeId },
+      hostname: cfg.hostname,
+      role: NodeRole.NODE_ROLE_MANAGER,
+      availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE,
+      addresses: [hostOf(cfg.advertiseAddress)],
+      state: NodeState.NODE_STATE_READY,
+      stateChangedAt: { unixMs: now },
+    }),
+  );
+  await manager.proposer.propose(tx.build());
+}
+
+async function bindUnixSocket(server: grpc.Server, socketPath: string, group: string): Promise<void> {
+  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o755 });
+  // A socket file left by a killed meshd would make the bind fail.
+  rmSync(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err === null ? resolve() : reject(err),
+    ),
+  );
+  chmodSync(socketPath, 0o660);
+  const gid = groupId(group);
+  if (gid !== undefined) chownSync(socketPath, process.getuid?.() ?? 0, gid);
+  else log.warn({ group }, 'socket group does not exist; only root (the owner) can use meshctl here');
+}
+
+function groupId(group: string): number | undefined {
+  try {
+    const line = execFileSync('getent', ['group', group], { encoding: 'utf8' });
+    const gid = Number(line.split(':')[2]);
+    return Number.isInteger(gid) ? gid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 5000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/**
+ * `meshd join`: certificate from a manager's CA with the token (the token
+ * decides the role). Raft membership for a joining manager and the worker's
+ * agent start at `run` once they are wired (see README Status).
+ */
+export async function joinNode(cfg: DaemonConfig, managerAddress: string, token: string): Promise<LocalNode> {
+  const p = paths(cfg.stateDir);
+  if (existsSync(p.node))
+    throw new MeshError(
+      'ALREADY_INITIALIZED',
+      `${cfg.stateDir} already holds a node: run "meshd leave" first, or remove ${cfg.stateDir}`,
+    );
+  const cert = await joinCluster({
+    target: managerAddress,
+    token,
+    addresses: [hostOf(cfg.advertiseAddress)],
+  });
+  for (const dir of [p.tls, p.raft, p.logs]) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  saveNodeTlsMaterial(p.tls, cert.material);
+  const state: LocalNode = {
+    nodeId: cert.nodeId,
+    clusterId: cert.clusterId,
+    role: cert.role,
+    founder: false,
+    bootstrapped: true,
+    managers: [managerAddress],
+  };
+  writeNodeState(cfg.stateDir, state);
+  return state;
+}
+
+/** `meshd leave`: forget this host's membership (state dir). `--force` is needed for a manager. */
+export function leaveNode(cfg: DaemonConfig, force: boolean): void {
+  const state = readNodeState(cfg.stateDir);
+  if (state.role === 'manager' && !force)
+    throw new MeshError(
+      'MANAGER_LEAVE',
+      'this node is a manager: demote it first ("meshctl node demote"), or use --force (the mesh may lose quorum)',
+    );
+  if (existsSync(cfg.socketPath))
+    throw new MeshError(
+      'DAEMON_RUNNING',
+      `meshd seems to run here (${cfg.socketPath} exists): stop it first`,
+    );
+  rmSync(cfg.stateDir, { recursive: true, force: true });
+}

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { resolveConfig } from '../../../src/meshd/config.js';
+
+const base = { hostname: 'host1', flags: { 'advertise-address': '192.0.2.10:4242' } };
+
+describe('meshd config', () => {
+  it('defaults: state in /var/lib/meshd, socket in /run/meshd, VXLAN 4789, nftables', () => {
+    const c = resolveConfig(base);
+    assert.equal(c.stateDir, '/var/lib/meshd');
+    assert.equal(c.socketPath, '/run/meshd/meshd.sock');
+    assert.equal(c.dataPathPort, 4789);
+    assert.equal(c.lbBackend, 'nftables');
+    assert.equal(c.listenAddress, '0.0.0.0:4242');
+    assert.equal(c.hostname, 'host1');
+  });
+
+  it('flags override the file, the file overrides defaults', () => {
+    const c = resolveConfig({
+      ...base,
+      fileText: 'lb-backend: ipvs\ndata-plane: none\ndata-path-port: 4790\nstate-dir: /srv/meshd\n',
+      flags: { ...base.flags, 'data-path-port': '5789' },
+    });
+    assert.equal(c.lbBackend, 'ipvs');
+    assert.equal(c.dataPathPort, 5789);
+    assert.equal(c.stateDir, '/srv/meshd');
+  });
+
+  it('a wildcard listen address needs an advertise address, and the error says which', () => {
+    assert.throws(() => resolveConfig({ hostname: 'h', flags: {} }), { field: 'advertise-address' });
+    const c = resolveConfig({ hostname: 'h', flags: { 'listen-address': '10.0.0.1:4242' } });
+    assert.equal(c.advertiseAddress, '10.0.0.1:4242');
+  });
+
+  it('each bad value names its field and what is accepted', () => {
+    const cases: [Record<string, string>, string, RegExp][] = [
+      [{ 'lb-backend': 'iptables' }, 'lb-backend', /nftables or ipvs, got "iptables"/],
+      [{ 'data-path-port': '80' }, 'data-path-port', /1024\.\.65535/],
+      [{ 'listen-address': 'localhost:4242' }, 'listen-address', /must be an IP address/],
+      [{ 'listen-address': '10.0.0.1' }, 'listen-address', /HOST:PORT/],
+      [{ 'state-dir': 'relative/dir' }, 'state-dir', /absolute path/],
+      [{ 'socket-group': 'Bad Group' }, 'socket-group', /group name/],
+    ];
+    for (const [flags, field, message] of cases)
+      assert.throws(
+        () => resolveConfig({ ...base, flags: { ...base.flags, ...flags } }),
+        (err: unknown) => {
+          assert.equal((err as { field?: string }).field, field);
+          assert.match((err as Error).message, message);
+          return true;
+        },
+      );
+  });
+
+  it('an unknown key or malformed YAML in the file is refused naming the file', () => {
+    assert.throws(
+      () => resolveConfig({ ...base, fileText: 'listen_adress: 1.2.3.4:1\n', filePath: '/etc/meshd.yaml' }),
+      {
+        field: 'listen_adress',
+        message: /\/etc\/meshd\.yaml: unknown key "listen_adress"; accepted: state-dir, listen-address/,
+      },
+    );
+    assert.throws(() => resolveConfig({ ...base, fileText: 'a: [1,\n' }), {
+      field: 'config',
+      message: /not valid YAML/,
+    });
+    assert.throws(() => resolveConfig({ ...base, fileText: '- a\n- b\n' }), {
+      field: 'config',
+      message: /mapping/,
+    });
+  });
+});
