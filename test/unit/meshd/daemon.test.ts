@@ -151,6 +151,9 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
       assert.match(ps, /spread\.\d+\s+w1\s+running/);
       assert.match(ps, /spread\.\d+\s+m1\s+running/);
     } finally {
+      // Without this, w1 going down reschedules its tasks onto the next node to join
+      // (m2 below), whose stop would then wait for their drain.
+      await meshctl(cfg.socketPath, 'service', 'rm', 'spread');
       await worker.stop();
     }
   });
