@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
 import { bootstrapCluster } from '../../controlplane/allocator/config.js';
 import { createRootCA, loadRootCAFromDir, roleToOu, saveRootCA } from '../../controlplane/ca/authority.js';
 import { joinCluster } from '../../controlplane/ca/ca-client.js';
@@ -22,6 +23,7 @@ import {
   LEADER_NODE_ADDRESS_METADATA_KEY,
 } from '../../controlplane/manager/membership-service.js';
 import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
+import { EmbeddedDns } from '../../dataplane/dns/embedded.js';
 import { buildNodeDataplane } from '../../dataplane/reconciler/node.js';
 import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
 import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
@@ -270,6 +272,11 @@ function startAgent(
       },
     });
     stops.push(() => node.close());
+    // One resolver for every task sandbox on this node (127.0.0.11 inside each);
+    // it follows the same desired state, after the reconciler made the sandboxes.
+    const dns = new EmbeddedDns({ registry: new Registry(), hostPrefix: cfg.netnsPrefix });
+    dataplane.push({ name: 'dns', apply: (desired) => dns.apply(desired) });
+    stops.push(async () => dns.close());
   }
   const managers = [
     ...new Set([...(state.role === 'manager' ? [cfg.advertiseAddress] : []), ...(state.managers ?? [])]),

@@ -177,6 +177,30 @@ describe('meshd + meshctl on a 3-host netns lab', () => {
     assert.deepEqual(failures, []);
   });
 
+  test('inside a task, the embedded DNS answers the service name with its VIP and tasks.<name> with task IPs', async () => {
+    const h1 = hosts[0]!;
+    const sandbox = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .map((line) => line.split(' ')[0] ?? '')
+      .find((name) => name.startsWith(`${h1.netnsPrefix}t`));
+    assert.ok(sandbox, `no task sandbox of h1 (prefix ${h1.netnsPrefix}t) among the namespaces`);
+    const dig = (name: string) =>
+      spawnSync(
+        'ip',
+        ['netns', 'exec', sandbox, 'dig', '@127.0.0.11', '+short', '+time=2', '+tries=1', name],
+        {
+          encoding: 'utf8',
+          timeout: 10_000,
+        },
+      ).stdout.trim();
+    let vip = '';
+    await waitFor('web to resolve inside the task', () => (vip = dig('web')) !== '', 20_000);
+    assert.match(vip, /^\d+\.\d+\.\d+\.\d+$/);
+    const taskIps = dig('tasks.web').split('\n');
+    assert.equal(taskIps.length, 5, taskIps.join(' '));
+    assert.ok(!taskIps.includes(vip));
+  });
+
   test('kill -9 of a worker: node down and its tasks running elsewhere', async () => {
     daemons.get('h3')?.kill('SIGKILL');
     await waitFor(
