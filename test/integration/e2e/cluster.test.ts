@@ -193,8 +193,8 @@ describe('meshd + meshctl on a 3-host netns lab', () => {
           timeout: 10_000,
         },
       ).stdout.trim();
-    let vip = '';
-    await waitFor('web to resolve inside the task', () => (vip = dig('web')) !== '', 20_000);
+    await waitFor('web to resolve inside the task', () => dig('web') !== '', 20_000);
+    const vip = dig('web');
     assert.match(vip, /^\d+\.\d+\.\d+\.\d+$/);
     const taskIps = dig('tasks.web').split('\n');
     assert.equal(taskIps.length, 5, taskIps.join(' '));
