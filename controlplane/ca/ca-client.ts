@@ -105,20 +105,25 @@ export async function joinCluster(opts: {
   }
 }
 
+/** A CA client authenticated with the node's current certificate (the server is a manager). */
+function mtlsClient(target: string, current: NodeCertificate): CAServiceClient {
+  return new CAServiceClient(
+    target,
+    createChannelCredentials(current.material, {
+      clusterId: current.clusterId,
+      organizationalUnit: roleToOu('manager'),
+    }),
+    SECURE_CHANNEL_OPTIONS,
+  );
+}
+
 /** Renews over mTLS with the current certificate; the node keeps its ID, gets a fresh key. */
 export async function renewNodeCertificate(opts: {
   target: string;
   current: NodeCertificate;
   addresses: readonly string[];
 }): Promise<NodeCertificate> {
-  const client = new CAServiceClient(
-    opts.target,
-    createChannelCredentials(opts.current.material, {
-      clusterId: opts.current.clusterId,
-      organizationalUnit: roleToOu('manager'),
-    }),
-    SECURE_CHANNEL_OPTIONS,
-  );
+  const client = mtlsClient(opts.target, opts.current);
   try {
     const { privateKeyPem, csrPem } = await createKeyAndCsr();
     const res = await call<IssueNodeCertificateResponse>((cb) =>
@@ -140,14 +145,7 @@ export async function fetchCertificateStatus(opts: {
   target: string;
   current: NodeCertificate;
 }): Promise<{ state: 'current' | 'renew' | 'removed' | 'unknown'; trustBundlePem: string }> {
-  const client = new CAServiceClient(
-    opts.target,
-    createChannelCredentials(opts.current.material, {
-      clusterId: opts.current.clusterId,
-      organizationalUnit: roleToOu('manager'),
-    }),
-    SECURE_CHANNEL_OPTIONS,
-  );
+  const client = mtlsClient(opts.target, opts.current);
   try {
     let res: NodeCertificateStatusResponse;
     try {
