@@ -1,4 +1,3 @@
-import type { DesiredState } from '../../src/api/gen/meshd/v1/dataplane.js';
 import { subsystemLogger } from '../../src/common/logger.js';
 import { errnoOf } from '../netlink/errors.js';
 import { helperRtnl } from '../netlink/remote.js';
@@ -6,6 +5,7 @@ import type { RtnlOps } from '../netlink/rtnl.js';
 import { execOrThrow, type HostAccess } from '../netns/host.js';
 import { createNetns, deleteNetns, listNetns, netnsPath } from '../netns/netns.js';
 import type { NetnsHelperPool } from '../netns/pool.js';
+import type { Programmer } from '../reconciler/reconciler.js';
 import {
   desiredOverlay,
   emptyOverlayModel,
@@ -33,15 +33,11 @@ export interface OverlayContext {
   helpers: NetnsHelperPool;
 }
 
-/** Same shape as the reconciler's Programmer (structural), for the overlay networks of one node. */
-export interface OverlayProgrammer {
+/** The reconciler's Programmer for the overlay of one node (describe always present). */
+export type OverlayProgrammer = Programmer<OverlayModel, OverlayChange> & {
   readonly name: 'overlay';
-  desired(state: DesiredState): OverlayModel;
-  dump(): Promise<OverlayModel>;
-  plan(desired: OverlayModel, actual: OverlayModel): OverlayChange[];
-  apply(changes: readonly OverlayChange[]): Promise<{ kernelOperations: number }>;
   describe(model: OverlayModel): unknown;
-}
+};
 
 async function ignoreMissing(run: () => Promise<void>): Promise<void> {
   try {

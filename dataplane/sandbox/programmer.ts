@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import type { DesiredState } from '../../src/api/gen/meshd/v1/dataplane.js';
 import { MeshError } from '../../src/common/errors.js';
 import { helperRtnl } from '../netlink/remote.js';
 import type { RouteSpec } from '../netlink/types.js';
 import { createNetns, deleteNetns, listNetns, netnsPath } from '../netns/netns.js';
 import type { NetnsHelperPool } from '../netns/pool.js';
 import { BRIDGE_IF, validateHostPrefix } from '../overlay/names.js';
+import type { Programmer } from '../reconciler/reconciler.js';
 import { desiredSandboxes, type SandboxAttachment, type SandboxesModel, type SandboxModel } from './model.js';
 import { planSandboxes, type SandboxChange } from './plan.js';
 
@@ -29,14 +29,11 @@ export interface SandboxContext {
   etcNetnsDir?: string;
 }
 
-export interface SandboxProgrammer {
+/** The reconciler's Programmer for the sandbox of one node (describe always present). */
+export type SandboxProgrammer = Programmer<SandboxesModel, SandboxChange> & {
   readonly name: 'sandbox';
-  desired(state: DesiredState): SandboxesModel;
-  dump(): Promise<SandboxesModel>;
-  plan(desired: SandboxesModel, actual: SandboxesModel): SandboxChange[];
-  apply(changes: readonly SandboxChange[]): Promise<{ kernelOperations: number }>;
   describe(model: SandboxesModel): unknown;
-}
+};
 
 /** Several `ip -j` listings in one exec: iproute2 prints one JSON array per line, in order. */
 async function ipJsonBatch(netns: string, commands: string[]): Promise<unknown[]> {
