@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type LabHost, labDown, labUp } from '../../../scripts/lab/lab.js';
+import { waitFor as waitUntil } from '../../lib/wait.js';
 
 const PREFIX = 'mde3';
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -66,13 +67,8 @@ describe('three managers on a 3-host netns lab', () => {
     });
     daemons.set(h.name, child);
   };
-  const waitFor = async (what: string, probe: () => boolean, timeoutMs: number) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!probe()) {
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  };
+  const waitFor = (what: string, probe: () => boolean, timeoutMs: number) =>
+    waitUntil(what, probe, timeoutMs, 250);
 
   before(async () => {
     await labDown(PREFIX);

@@ -8,6 +8,7 @@ import { TaskProcess } from '../../../dataplane/executor/task-process.js';
 import type { TaskEvent } from '../../../dataplane/executor/types.js';
 import { systemClock } from '../../../src/common/clock.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
+import { waitFor } from '../../lib/wait.js';
 
 // A namespace of this test's own, named by exact name and removed by that name.
 const ns = `mdx${process.pid % 100000}`;
@@ -59,7 +60,11 @@ describe('tasks in their sandbox namespace (root)', () => {
     );
     const pid = await task.start();
     try {
-      await waitFor(() => events.some((e) => e.type === 'health' && e.status === 'healthy'), 10_000);
+      await waitFor(
+        'a healthy report',
+        () => events.some((e) => e.type === 'health' && e.status === 'healthy'),
+        10_000,
+      );
       // Checked once healthy: right after spawn the launcher may not have entered the namespace yet.
       const taskNs = statSync(`/proc/${pid}/ns/net`).ino;
       assert.equal(taskNs, statSync(`/run/netns/${ns}`).ino, 'task runs in its sandbox namespace');
@@ -79,11 +84,3 @@ describe('tasks in their sandbox namespace (root)', () => {
     }
   });
 });
-
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

@@ -9,6 +9,7 @@ import { TaskProcess } from '../../../dataplane/executor/task-process.js';
 import type { TaskEvent, TaskRunSpec } from '../../../dataplane/executor/types.js';
 import { systemClock } from '../../../src/common/clock.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
+import { waitFor } from '../../lib/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshd-exec-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -132,9 +133,17 @@ describe('task processes (real processes on this host)', () => {
     });
     try {
       await task.start();
-      await waitFor(() => events.some((e) => e.type === 'health' && e.status === 'healthy'), 5000);
+      await waitFor(
+        'a healthy report',
+        () => events.some((e) => e.type === 'health' && e.status === 'healthy'),
+        5000,
+      );
       status = 503;
-      await waitFor(() => events.some((e) => e.type === 'health' && e.status === 'unhealthy'), 5000);
+      await waitFor(
+        'an unhealthy report',
+        () => events.some((e) => e.type === 'health' && e.status === 'unhealthy'),
+        5000,
+      );
     } finally {
       await task.stop();
       server.close();
@@ -146,11 +155,3 @@ describe('task processes (real processes on this host)', () => {
     await assert.rejects(task.start(), /nonexistent/);
   });
 });
-
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

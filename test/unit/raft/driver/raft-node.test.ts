@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { KvStateMachine, kvPut } from '../../../../controlplane/raft/driver/kv-state-machine.js';
 import { RaftNode, type RaftNodeOptions } from '../../../../controlplane/raft/driver/raft-node.js';
 import { ValidationError } from '../../../../src/common/errors.js';
+import { waitFor } from '../../../lib/wait.js';
 import { mintTlsFixture, type TlsFixture } from '../transport/tls-fixture.js';
 
 /**
@@ -92,14 +93,6 @@ class Harness {
   }
 }
 
-async function eventually(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
   it('elects a leader; a proposal resolves once committed and applied, on leader and follower alike', async () => {
     const h = new Harness();
@@ -113,7 +106,7 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
       const r = await follower.node.propose(kvPut('y', '2'));
       assert.equal(follower.sm.data.get('y'), '2', 'forwarded proposal applied on the proposer');
       assert.ok(r.index > index);
-      await eventually('all applied', () => [...h.members.values()].every((m) => m.sm.data.get('y') === '2'));
+      await waitFor('all applied', () => [...h.members.values()].every((m) => m.sm.data.get('y') === '2'));
     } finally {
       await h.stopAll();
     }
@@ -145,7 +138,7 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
       await h.stop(lagging);
       for (let i = 0; i < 150; i++) await leader.node.propose(kvPut(`k${i % 20}`, `v${i}`));
       const restarted = await h.start(lagging);
-      await eventually(
+      await waitFor(
         'lagging follower caught up by snapshot',
         () => restarted.sm.data.get('k9') === 'v149',
         8000,
@@ -158,7 +151,7 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
       await leader.node.linearizableRead();
       assert.deepEqual(new Map(leader.sm.data), before);
       for (const m of h.members.values())
-        await eventually('follower state restored', () => m.sm.data.get('k19') === 'v139');
+        await waitFor('follower state restored', () => m.sm.data.get('k19') === 'v139');
     } finally {
       await h.stopAll();
     }
@@ -175,7 +168,7 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
       for (let i = 0; i < 12; i++) await leader.node.propose(kvPut(`big${i}`, `${i}:${big}`));
       assert.ok(leader.sm.snapshot().byteLength > 6 * 1024 * 1024);
       const restarted = await h.start(lagging);
-      await eventually('6 MB of state arrived', () => restarted.sm.data.size === 12, 15_000);
+      await waitFor('6 MB of state arrived', () => restarted.sm.data.size === 12, 15_000);
       assert.equal(restarted.sm.data.get('big11'), `11:${big}`);
       assert.ok(restarted.sm.appliedCount < 12, 'state arrived by snapshot, not by replaying entries');
     } finally {
@@ -195,12 +188,12 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
         nodeId: 'n4',
         context: Buffer.from(`127.0.0.1:${joiner.node.port()}`),
       });
-      await eventually('n4 is a voter everywhere', () =>
+      await waitFor('n4 is a voter everywhere', () =>
         [...h.members.values()].every((m) => m.node.status().confState.voters.includes('n4')),
       );
-      await eventually('n4 caught up', () => joiner.sm.data.get('m9') === '9');
+      await waitFor('n4 caught up', () => joiner.sm.data.get('m9') === '9');
       await leader.node.propose(kvPut('with', 'n4'));
-      await eventually('n4 applies new writes', () => joiner.sm.data.get('with') === 'n4');
+      await waitFor('n4 applies new writes', () => joiner.sm.data.get('with') === 'n4');
       // A leader refuses a removal until it has heard from a quorum of the remaining
       // voters in this check-quorum window (a fresh leader, or a loaded machine, may
       // not have yet): retry until the removal is accepted.
@@ -213,7 +206,7 @@ describe('RaftNode (3 nodes, real WAL, gRPC over mTLS)', () => {
           await new Promise((r) => setTimeout(r, 100));
         }
       }
-      await eventually('n4 removed on the three', () =>
+      await waitFor('n4 removed on the three', () =>
         ['n1', 'n2', 'n3'].every((id) => !h.members.get(id)!.node.status().confState.voters.includes('n4')),
       );
       await h.stop('n4');

@@ -14,6 +14,7 @@ import {
   RaftServiceService,
   RaftMessage as WireMessage,
 } from '../../../../src/api/gen/meshd/v1/raft.js';
+import { waitFor } from '../../../lib/wait.js';
 import { mintTlsFixture, type TlsFixture } from './tls-fixture.js';
 
 const ctx = new Uint8Array([1, 2, 3]);
@@ -71,14 +72,6 @@ function recorder(): Recorder {
     onSnapshotStatus: (p, ok) => r.snapshots.push([p, ok]),
   };
   return r;
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('raft wire format', () => {
