@@ -16,6 +16,7 @@ import {
 
 const log = subsystemLogger('netns');
 const HELPER_MAIN = fileURLToPath(new URL('./helper-main.ts', import.meta.url));
+const SOCKET_OPENER = fileURLToPath(new URL('./socket-opener.mjs', import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const START_TIMEOUT_MS = 15_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -194,28 +195,94 @@ export type OpenedSocket =
   | { kind: 'tcp4'; server: net.Server; bound: SocketResult };
 
 /**
- * Opens sockets inside `netns` with a short-lived helper and returns them; the
- * helper exits afterwards and the sockets keep working in this process. For
- * namespaces that need sockets once (the embedded DNS on 127.0.0.11:53 of a
- * task sandbox) but no long-lived helper.
+ * Opens sockets inside `netns` with a short-lived opener process (plain
+ * JavaScript, no TypeScript loader: a task sandbox must not cost a second of
+ * CPU) and returns them; the opener exits and the sockets keep working in this
+ * process. For namespaces that need sockets once (the embedded DNS on
+ * 127.0.0.11:53 of a task sandbox) but no long-lived helper.
  */
 export async function openSocketsInNetns(
   netns: string,
   requests: readonly SocketRequest[],
 ): Promise<OpenedSocket[]> {
-  const helper = await NetnsHelper.start(netns);
+  validateNetnsName(netns);
+  if (!netnsExists(netns)) throw new NetnsError('open sockets', netns, 'namespace does not exist');
+  for (const r of requests) validateSocketRequest(netns, r);
+  if (requests.length === 0) return [];
+  const child = spawn(
+    'nsenter',
+    [`--net=/run/netns/${netns}`, process.execPath, SOCKET_OPENER, JSON.stringify(requests)],
+    { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] },
+  );
   const opened: OpenedSocket[] = [];
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    if (stderr.length < 4096) stderr += chunk.toString();
+  });
   try {
-    for (const r of requests) {
-      if (r.kind === 'udp4')
-        opened.push({ kind: 'udp4', ...(await helper.openUdpSocket(r.address, r.port)) });
-      else opened.push({ kind: 'tcp4', ...(await helper.openTcpServer(r.address, r.port)) });
-    }
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new NetnsError('open sockets', netns, `opener did not finish within ${START_TIMEOUT_MS} ms`));
+      }, START_TIMEOUT_MS);
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
+      child.on('message', (msg: OpenerMessage, handle: unknown) => {
+        if ('opened' in msg && handle !== undefined && handle !== null) {
+          const bound = { address: msg.opened.address, port: msg.opened.port };
+          opened.push(
+            msg.opened.kind === 'udp4'
+              ? { kind: 'udp4', socket: handle as dgram.Socket, bound }
+              : { kind: 'tcp4', server: handle as net.Server, bound },
+          );
+          if (opened.length === requests.length) {
+            clearTimeout(timer);
+            resolve();
+          }
+        } else if ('error' in msg) {
+          fail(new MeshError(msg.error.code, `netns "${netns}": ${msg.error.message}`));
+        }
+      });
+      child.once('error', (err) => fail(new NetnsError('open sockets', netns, err.message, err)));
+      // 'close', not 'exit': it comes after the IPC channel is drained, so every
+      // handed-over socket has been seen by then.
+      child.once('close', (code) =>
+        fail(new NetnsError('open sockets', netns, `opener exited with code ${code}: ${stderr.trim()}`)),
+      );
+    });
+    if (opened.length !== requests.length)
+      throw new NetnsError(
+        'open sockets',
+        netns,
+        `opener handed over ${opened.length} of ${requests.length} sockets`,
+      );
     return opened;
   } catch (err) {
     for (const o of opened) (o.kind === 'udp4' ? o.socket : o.server).close();
     throw err;
   } finally {
-    await helper.stop();
+    // The opener exits when its channel closes; a stuck one is killed.
+    if (child.connected) child.disconnect();
+    const killer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+    killer.unref();
+    child.once('exit', () => clearTimeout(killer));
   }
+}
+
+type OpenerMessage =
+  | { opened: { kind: SocketKind; address: string; port: number } }
+  | { error: { code: string; message: string } };
+
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+function validateSocketRequest(netns: string, r: SocketRequest): void {
+  const octets = IPV4.exec(r.address);
+  if (r.kind !== 'udp4' && r.kind !== 'tcp4')
+    throw new NetnsError('open sockets', netns, `kind must be udp4 or tcp4, got "${String(r.kind)}"`);
+  if (octets === null || octets.slice(1).some((o) => Number(o) > 255))
+    throw new NetnsError('open sockets', netns, `address must be an IPv4 address, got "${r.address}"`);
+  if (!Number.isInteger(r.port) || r.port < 0 || r.port > 65535)
+    throw new NetnsError('open sockets', netns, `port must be an integer 0..65535, got ${r.port}`);
 }

@@ -186,6 +186,33 @@ describe('namespace helper and socket handoff', () => {
     }
   });
 
+  test('socket requests are validated before anything starts in the namespace', async () => {
+    await assert.rejects(
+      openSocketsInNetns(NS, [{ kind: 'udp4', address: '127.0.0.300', port: 53 }]),
+      /address must be an IPv4 address, got "127.0.0.300"/,
+    );
+    await assert.rejects(
+      openSocketsInNetns(NS, [{ kind: 'tcp4', address: '127.0.0.11', port: 70000 }]),
+      /port must be an integer 0..65535, got 70000/,
+    );
+    await assert.rejects(openSocketsInNetns('mdkns-missing', []), /namespace does not exist/);
+  });
+
+  test('an opener that cannot bind reports the kernel error and hands nothing over', async () => {
+    // The kernel refuses a second listener on a bound port: open one, then ask for it again.
+    const [first] = await openSocketsInNetns(NS, [{ kind: 'tcp4', address: '127.0.0.11', port: 0 }]);
+    assert.equal(first?.kind, 'tcp4');
+    if (first?.kind !== 'tcp4') return;
+    try {
+      await assert.rejects(
+        openSocketsInNetns(NS, [{ kind: 'tcp4', address: '127.0.0.11', port: first.bound.port }]),
+        /EADDRINUSE/,
+      );
+    } finally {
+      first.server.close();
+    }
+  });
+
   test('an idle helper does not keep a one-shot command alive, and exits with it', async () => {
     const script =
       `import { NetnsHelper } from ${JSON.stringify(new URL('../../../dataplane/netns/helper.ts', import.meta.url).href)};` +
