@@ -142,10 +142,13 @@ export class LocalIpvsNamespace implements IpvsNamespace {
       await this.cmd('ip', ['link', 'set', VIP_LINK, 'up']);
       const current = await this.cmd('ip', ['-4', '-o', 'addr', 'show', 'dev', VIP_LINK]);
       const have = new Set([...current.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\/32/g)].map((m) => m[1] ?? ''));
-      for (const address of want)
-        if (!have.has(address)) await this.cmd('ip', ['addr', 'add', `${address}/32`, 'dev', VIP_LINK]);
-      for (const address of have)
-        if (!want.has(address)) await this.cmd('ip', ['addr', 'del', `${address}/32`, 'dev', VIP_LINK]);
+      const batch = [
+        ...[...want].filter((a) => !have.has(a)).map((a) => `addr add ${a}/32 dev ${VIP_LINK}`),
+        ...[...have].filter((a) => !want.has(a)).map((a) => `addr del ${a}/32 dev ${VIP_LINK}`),
+      ];
+      // One `ip -batch` process, not one per address: a process costs ~60 ms under
+      // the VM lab's emulation, which made 5k VIPs take 5 minutes.
+      if (batch.length > 0) await this.cmd('ip', ['-batch', '-'], `${batch.join('\n')}\n`);
       this.vipsOnLink = want;
     }
   }

@@ -1,0 +1,229 @@
+import { join } from 'node:path';
+import { bundleForGuest } from '../../../test/vm/helpers.js';
+import { VmLab } from '../../vmlab/lab.js';
+import type { BenchContext } from '../types.js';
+import type { BackendName, ProgrammingResult, PublishSpec } from './guest.js';
+
+/**
+ * `npm run bench -- dataplane --vm`: the 3-VM lab (real IPVS). Tasks on vm1 and
+ * vm2 (only vm2's takes connections, so the published path always crosses
+ * nodes), the client on vm3. vm1 publishes each port twice, once per backend,
+ * so one run alternates direct / IPVS / nftables under the same conditions.
+ * Then programming times for both backends on vm3 (idle by then).
+ */
+
+const LAB = 'mdvb1';
+const DIRECTOR = '10.77.0.11';
+const TASK = '10.77.0.12';
+const HTTP_TARGET = 8080;
+const IPERF_TARGET = 5201;
+const PORTS = { http: { ipvs: 30080, nftables: 30081 }, iperf: { ipvs: 30201, nftables: 30202 } };
+const BACKENDS: BackendName[] = ['ipvs', 'nftables'];
+
+type PathName = 'direct' | BackendName;
+
+interface Target {
+  host: string;
+  http: number;
+  iperf: number;
+}
+
+const TARGETS: Record<PathName, Target> = {
+  direct: { host: TASK, http: HTTP_TARGET, iperf: IPERF_TARGET },
+  ipvs: { host: DIRECTOR, http: PORTS.http.ipvs, iperf: PORTS.iperf.ipvs },
+  nftables: { host: DIRECTOR, http: PORTS.http.nftables, iperf: PORTS.iperf.nftables },
+};
+
+export interface VmBenchOptions {
+  sizes: number[];
+  changes: number;
+  seconds: number;
+  rounds: number;
+  skipDatapath: boolean;
+  skipProgramming: boolean;
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+}
+
+function lastJsonLine<T>(stdout: string): T {
+  const lines = stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1] ?? 'null') as T;
+}
+
+async function startTasks(lab: VmLab, guest: string): Promise<void> {
+  const start = (vm: string, address: string) =>
+    lab.run(
+      vm,
+      `(node ${guest} serve ${address} ${HTTP_TARGET} > /dev/null 2>&1 &)
+       iperf3 -s -D -B ${address} -p ${IPERF_TARGET}
+       for i in $(seq 150); do ss -ltn | grep -q ${address}:${HTTP_TARGET} && exit 0; sleep 0.2; done
+       echo "task server did not listen on ${address}:${HTTP_TARGET}" >&2; exit 1`,
+      { timeoutMs: 60_000 },
+    );
+  await Promise.all([
+    start('vm1', DIRECTOR),
+    start('vm2', TASK),
+    // Short connections: without these the client runs out of ports in TIME_WAIT (FLOORS.md).
+    lab.run('vm3', `sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65535"`),
+  ]);
+}
+
+/** One request on each path, so a broken path fails the bench instead of measuring errors. */
+async function checkPaths(lab: VmLab): Promise<void> {
+  for (const [name, t] of Object.entries(TARGETS)) {
+    const out = await lab.exec(
+      'vm3',
+      `exec 3<>/dev/tcp/${t.host}/${t.http} && printf 'GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3 && timeout 10 head -n1 <&3`,
+      { timeoutMs: 30_000 },
+    );
+    if (!out.stdout.startsWith('HTTP/1.1 200'))
+      throw new Error(`path ${name} (${t.host}:${t.http}) does not answer: ${out.stdout}${out.stderr}`);
+  }
+}
+
+async function measureDatapath(ctx: BenchContext, lab: VmLab, opts: VmBenchOptions): Promise<void> {
+  const results = Object.fromEntries(
+    (['direct', ...BACKENDS] as PathName[]).map((p) => [p, { gbps: [] as number[], cps: [] as number[] }]),
+  ) as Record<PathName, { gbps: number[]; cps: number[] }>;
+  const order: PathName[] = ['direct', ...BACKENDS];
+  const limit = { timeoutMs: opts.seconds * 1000 + 60_000 };
+  for (let round = 0; round < opts.rounds; round++) {
+    // Rotate the order each round so no path always runs first (or right after another).
+    const paths = order.map((_, i) => order[(i + round) % order.length]!);
+    for (const path of paths) {
+      const t = TARGETS[path];
+      const iperf = JSON.parse(
+        await lab.run('vm3', `iperf3 -c ${t.host} -p ${t.iperf} -t ${opts.seconds} -J`, limit),
+      ) as { end: { sum_received: { bits_per_second: number } } };
+      results[path].gbps.push(iperf.end.sum_received.bits_per_second / 1e9);
+      const wrk = await lab.run(
+        'vm3',
+        `wrk -t1 -c16 -d${opts.seconds}s --timeout 5s -H 'Connection: close' http://${t.host}:${t.http}/`,
+        limit,
+      );
+      const cps = Number(/Requests\/sec:\s+([\d.]+)/.exec(wrk)?.[1] ?? Number.NaN);
+      results[path].cps.push(cps);
+      const errors = /Socket errors:.*|Non-2xx.*/.exec(wrk)?.[0];
+      ctx.log(
+        `round ${round + 1} ${path}: ${results[path].gbps.at(-1)?.toFixed(3)} Gb/s, ${cps.toFixed(0)} conn/s${errors ? ` (${errors})` : ''}`,
+      );
+    }
+  }
+  const d = results.direct;
+  ctx.report({ metric: 'iperf3 direct to task (median)', value: median(d.gbps), unit: 'Gb/s', vm: 'tcg' });
+  ctx.report({ metric: 'new connections direct (median)', value: median(d.cps), unit: 'conn/s', vm: 'tcg' });
+  for (const backend of BACKENDS) {
+    const p = results[backend];
+    const context = { backend, vm: 'tcg' };
+    ctx.report({ metric: 'iperf3 published (median)', value: median(p.gbps), unit: 'Gb/s', ...context });
+    ctx.report({
+      metric: 'iperf3 published / direct',
+      value: median(p.gbps) / median(d.gbps),
+      unit: 'ratio',
+      ...context,
+    });
+    ctx.report({
+      metric: 'new connections published (median)',
+      value: median(p.cps),
+      unit: 'conn/s',
+      ...context,
+    });
+    ctx.report({
+      metric: 'new connections published / direct',
+      value: median(p.cps) / median(d.cps),
+      unit: 'ratio',
+      ...context,
+    });
+  }
+}
+
+async function measureProgramming(
+  ctx: BenchContext,
+  lab: VmLab,
+  guest: string,
+  opts: VmBenchOptions,
+): Promise<void> {
+  const changeMedians = new Map<BackendName, number>();
+  for (const services of opts.sizes) {
+    for (const backend of BACKENDS) {
+      ctx.log(`programming ${services} services x 10 endpoints with ${backend}...`);
+      const r = lastJsonLine<ProgrammingResult>(
+        await lab.run('vm3', `node ${guest} program ${backend} ${services} ${opts.changes}`, {
+          timeoutMs: 600_000,
+        }),
+      );
+      if (r.kernelServices !== services || r.dumpedServices !== services)
+        throw new Error(
+          `${backend} at ${services}: kernel holds ${r.kernelServices} services, dump read ${r.dumpedServices}`,
+        );
+      if (backend === 'ipvs' && r.vipAddresses !== services)
+        throw new Error(`ipvs at ${services}: ${r.vipAddresses} VIP addresses on the dummy link`);
+      const context = { backend, services, vm: 'tcg' };
+      const change = median(r.changeMs);
+      ctx.report({
+        metric: 'from scratch',
+        value: Math.round(r.freshMs),
+        unit: 'ms',
+        ops: r.freshOps,
+        ...context,
+      });
+      ctx.report({
+        metric: 'one endpoint change (median)',
+        value: change,
+        unit: 'ms',
+        ops: r.changeOps,
+        ...context,
+      });
+      ctx.report({ metric: 'dump (resync read)', value: Math.round(r.dumpMs), unit: 'ms', ...context });
+      const smallest = changeMedians.get(backend);
+      if (smallest === undefined) changeMedians.set(backend, change);
+      else
+        ctx.report({
+          metric: 'change time vs smallest size',
+          value: change / smallest,
+          unit: 'ratio',
+          ...context,
+        });
+    }
+  }
+}
+
+export async function runVmBench(ctx: BenchContext, opts: VmBenchOptions): Promise<void> {
+  const started = performance.now();
+  const guest = await bundleForGuest(
+    join(new URL('.', import.meta.url).pathname, 'guest.ts'),
+    'dataplane-vm',
+  );
+  ctx.log(`booting 3 VMs (lab ${LAB}; software emulation)...`);
+  const lab = await VmLab.up(3, { name: LAB });
+  try {
+    if (!opts.skipDatapath) {
+      await startTasks(lab, guest);
+      const spec: PublishSpec = {
+        snatAddress: DIRECTOR,
+        ports: [
+          { ...PORTS.http, target: HTTP_TARGET },
+          { ...PORTS.iperf, target: IPERF_TARGET },
+        ],
+        // vm1's task is draining: every published connection goes vm3 -> vm1 -> vm2.
+        tasks: [
+          { address: DIRECTOR, weight: 0 },
+          { address: TASK, weight: 1 },
+        ],
+      };
+      const published = lastJsonLine<{ ipvsadm: string }>(
+        await lab.run('vm1', `node ${guest} publish '${JSON.stringify(spec)}'`, { timeoutMs: 120_000 }),
+      );
+      ctx.log(published.ipvsadm.trim());
+      await checkPaths(lab);
+      await measureDatapath(ctx, lab, opts);
+    }
+    if (!opts.skipProgramming) await measureProgramming(ctx, lab, guest, opts);
+  } finally {
+    await lab.down();
+  }
+  ctx.report({ metric: 'whole bench', value: Math.round((performance.now() - started) / 1000), unit: 's' });
+}
