@@ -1,11 +1,9 @@
 // Runs inside a lab VM, bundled by the host (test/vm/helpers.ts bundleForGuest):
 // node starts in seconds under emulation, so each mode does all its work in one process.
-//   node guest.mjs serve ADDRESS PORT          minimal HTTP/1.1 responder (wrk's target)
 //   node guest.mjs publish JSON                published ports on this VM, IPVS and nftables side by side
 //   node guest.mjs program BACKEND SIZE N      programming times for SIZE services, N one-endpoint changes
 // Results are one JSON line on stdout, last.
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { createIpvsLoadBalancer } from '../../../dataplane/lb/ipvs/create.js';
 import { NftLoadBalancer } from '../../../dataplane/lb/nft/backend.js';
 import { nftToolExecutor } from '../../../dataplane/lb/nft/executor.js';
@@ -42,17 +40,6 @@ export interface ProgrammingResult {
   kernelServices: number;
   /** VIP addresses on the IPVS backend's dummy link (IPVS only; -1 for nftables). */
   vipAddresses: number;
-}
-
-const HTTP_REPLY = 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n';
-
-function serve(address: string, port: number): void {
-  // Answer the first bytes of each request and close: the cheapest server wrk accepts,
-  // so the server costs as little as possible next to the path being measured.
-  createServer((socket) => {
-    socket.on('error', () => {});
-    socket.once('data', () => socket.end(HTTP_REPLY));
-  }).listen({ host: address, port, backlog: 1024 });
 }
 
 const sh = (cmd: string): string => execFileSync('bash', ['-c', cmd], { encoding: 'utf8' });
@@ -158,16 +145,12 @@ async function program(backend: BackendName, size: number, changes: number): Pro
 
 async function main(): Promise<void> {
   const [mode, ...args] = process.argv.slice(2);
-  if (mode === 'serve') {
-    serve(args[0] ?? '0.0.0.0', Number(args[1]));
-    return;
-  }
   let out: unknown;
   if (mode === 'publish') out = await publish(JSON.parse(args[0] ?? '{}') as PublishSpec);
   else if (mode === 'program') {
     const backend = args[0] as BackendName;
     out = await program(backend, Number(args[1]), Number(args[2]));
-  } else throw new Error(`guest: unknown mode ${String(mode)} (serve, publish, program)`);
+  } else throw new Error(`guest: unknown mode ${String(mode)} (publish, program)`);
   process.stdout.write(`${JSON.stringify(out)}\n`);
   process.exit(0);
 }

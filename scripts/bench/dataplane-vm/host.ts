@@ -13,6 +13,7 @@ import type { BackendName, ProgrammingResult, PublishSpec } from './guest.js';
  */
 
 const LAB = 'mdvb1';
+const HTTP_SERVER = join(new URL('.', import.meta.url).pathname, 'http-server.mjs');
 const DIRECTOR = '10.77.0.11';
 const TASK = '10.77.0.12';
 const HTTP_TARGET = 8080;
@@ -20,7 +21,13 @@ const IPERF_TARGET = 5201;
 const PORTS = { http: { ipvs: 30080, nftables: 30081 }, iperf: { ipvs: 30201, nftables: 30202 } };
 const BACKENDS: BackendName[] = ['ipvs', 'nftables'];
 
-type PathName = 'direct' | BackendName;
+/** direct: vm3 -> vm2; routed: vm3 -> vm1 (plain IP forwarding, no LB, no NAT) -> vm2; ipvs/nftables: published. */
+type PathName = 'direct' | 'routed' | BackendName;
+const PATHS: PathName[] = ['direct', 'routed', ...BACKENDS];
+
+// The routed reference uses a second address on each end, routed through vm1 both ways.
+const ROUTED_TASK = '10.78.0.12';
+const ROUTED_CLIENT = '10.78.0.13';
 
 interface Target {
   host: string;
@@ -30,6 +37,7 @@ interface Target {
 
 const TARGETS: Record<PathName, Target> = {
   direct: { host: TASK, http: HTTP_TARGET, iperf: IPERF_TARGET },
+  routed: { host: ROUTED_TASK, http: HTTP_TARGET, iperf: IPERF_TARGET },
   ipvs: { host: DIRECTOR, http: PORTS.http.ipvs, iperf: PORTS.iperf.ipvs },
   nftables: { host: DIRECTOR, http: PORTS.http.nftables, iperf: PORTS.iperf.nftables },
 };
@@ -53,21 +61,37 @@ function lastJsonLine<T>(stdout: string): T {
   return JSON.parse(lines[lines.length - 1] ?? 'null') as T;
 }
 
-async function startTasks(lab: VmLab, guest: string): Promise<void> {
-  const start = (vm: string, address: string) =>
+async function startTasks(lab: VmLab): Promise<void> {
+  const start = (vm: string, setup: string) =>
     lab.run(
       vm,
-      `(node ${guest} serve ${address} ${HTTP_TARGET} > /dev/null 2>&1 &)
-       iperf3 -s -D -B ${address} -p ${IPERF_TARGET}
-       for i in $(seq 150); do ss -ltn | grep -q ${address}:${HTTP_TARGET} && exit 0; sleep 0.2; done
-       echo "task server did not listen on ${address}:${HTTP_TARGET}" >&2; exit 1`,
-      { timeoutMs: 60_000 },
+      `${setup}
+       (node ${HTTP_SERVER} 0.0.0.0 ${HTTP_TARGET} > /dev/null 2>&1 &)
+       iperf3 -s -D -p ${IPERF_TARGET}
+       for i in $(seq 600); do ss -ltn | grep -q :${HTTP_TARGET} && exit 0; sleep 0.2; done
+       echo "task server did not listen on ${vm}:${HTTP_TARGET}" >&2; exit 1`,
+      { timeoutMs: 180_000 },
     );
   await Promise.all([
-    start('vm1', DIRECTOR),
-    start('vm2', TASK),
+    // No redirects: vm3 would learn to bypass vm1 (same subnet in and out).
+    start(
+      'vm1',
+      `sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+       ip route replace ${ROUTED_TASK}/32 via ${TASK}
+       ip route replace ${ROUTED_CLIENT}/32 via 10.77.0.13`,
+    ),
+    start(
+      'vm2',
+      `ip addr replace ${ROUTED_TASK}/32 dev eth0
+       ip route replace ${ROUTED_CLIENT}/32 via ${DIRECTOR} src ${ROUTED_TASK}`,
+    ),
     // Short connections: without these the client runs out of ports in TIME_WAIT (FLOORS.md).
-    lab.run('vm3', `sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65535"`),
+    lab.run(
+      'vm3',
+      `sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65535"
+       ip addr replace ${ROUTED_CLIENT}/32 dev eth0
+       ip route replace ${ROUTED_TASK}/32 via ${DIRECTOR} src ${ROUTED_CLIENT}`,
+    ),
   ]);
 }
 
@@ -86,9 +110,9 @@ async function checkPaths(lab: VmLab): Promise<void> {
 
 async function measureDatapath(ctx: BenchContext, lab: VmLab, opts: VmBenchOptions): Promise<void> {
   const results = Object.fromEntries(
-    (['direct', ...BACKENDS] as PathName[]).map((p) => [p, { gbps: [] as number[], cps: [] as number[] }]),
+    PATHS.map((p) => [p, { gbps: [] as number[], cps: [] as number[] }]),
   ) as Record<PathName, { gbps: number[]; cps: number[] }>;
-  const order: PathName[] = ['direct', ...BACKENDS];
+  const order = PATHS;
   const limit = { timeoutMs: opts.seconds * 1000 + 60_000 };
   for (let round = 0; round < opts.rounds; round++) {
     // Rotate the order each round so no path always runs first (or right after another).
@@ -112,28 +136,30 @@ async function measureDatapath(ctx: BenchContext, lab: VmLab, opts: VmBenchOptio
       );
     }
   }
-  const d = results.direct;
-  ctx.report({ metric: 'iperf3 direct to task (median)', value: median(d.gbps), unit: 'Gb/s', vm: 'tcg' });
-  ctx.report({ metric: 'new connections direct (median)', value: median(d.cps), unit: 'conn/s', vm: 'tcg' });
-  for (const backend of BACKENDS) {
-    const p = results[backend];
-    const context = { backend, vm: 'tcg' };
-    ctx.report({ metric: 'iperf3 published (median)', value: median(p.gbps), unit: 'Gb/s', ...context });
+  const gbps = (path: PathName) => median(results[path].gbps);
+  const cps = (path: PathName) => median(results[path].cps);
+  for (const path of PATHS) {
+    const context = { path, vm: 'tcg' };
+    ctx.report({ metric: 'iperf3 1 stream (median)', value: gbps(path), unit: 'Gb/s', ...context });
+    ctx.report({ metric: 'new connections (median)', value: cps(path), unit: 'conn/s', ...context });
+  }
+  for (const path of PATHS.filter((p) => p !== 'direct')) {
+    const context = { path, vm: 'tcg' };
+    ctx.report({ metric: 'iperf3 / direct', value: gbps(path) / gbps('direct'), unit: 'ratio', ...context });
     ctx.report({
-      metric: 'iperf3 published / direct',
-      value: median(p.gbps) / median(d.gbps),
+      metric: 'new connections / direct',
+      value: cps(path) / cps('direct'),
       unit: 'ratio',
       ...context,
     });
+  }
+  // The LB's own cost: the same extra hop through vm1, with and without the LB on it.
+  for (const path of BACKENDS) {
+    const context = { path, vm: 'tcg' };
+    ctx.report({ metric: 'iperf3 / routed', value: gbps(path) / gbps('routed'), unit: 'ratio', ...context });
     ctx.report({
-      metric: 'new connections published (median)',
-      value: median(p.cps),
-      unit: 'conn/s',
-      ...context,
-    });
-    ctx.report({
-      metric: 'new connections published / direct',
-      value: median(p.cps) / median(d.cps),
+      metric: 'new connections / routed',
+      value: cps(path) / cps('routed'),
       unit: 'ratio',
       ...context,
     });
@@ -146,48 +172,56 @@ async function measureProgramming(
   guest: string,
   opts: VmBenchOptions,
 ): Promise<void> {
-  const changeMedians = new Map<BackendName, number>();
-  for (const services of opts.sizes) {
-    for (const backend of BACKENDS) {
-      ctx.log(`programming ${services} services x 10 endpoints with ${backend}...`);
-      const r = lastJsonLine<ProgrammingResult>(
-        await lab.run('vm3', `node ${guest} program ${backend} ${services} ${opts.changes}`, {
-          timeoutMs: 600_000,
-        }),
-      );
-      if (r.kernelServices !== services || r.dumpedServices !== services)
-        throw new Error(
-          `${backend} at ${services}: kernel holds ${r.kernelServices} services, dump read ${r.dumpedServices}`,
+  // The two backends run at the same time on two idle VMs (vm2: IPVS, vm3: nftables), sizes in
+  // order: this halves the wall time, and both see the same host load.
+  const vmOf: Record<BackendName, string> = { ipvs: 'vm2', nftables: 'vm3' };
+  const results = await Promise.all(
+    BACKENDS.map(async (backend) => {
+      const out: ProgrammingResult[] = [];
+      for (const services of opts.sizes) {
+        ctx.log(`programming ${services} services x 10 endpoints with ${backend} on ${vmOf[backend]}...`);
+        const r = lastJsonLine<ProgrammingResult>(
+          await lab.run(vmOf[backend], `node ${guest} program ${backend} ${services} ${opts.changes}`, {
+            timeoutMs: 900_000,
+          }),
         );
-      if (backend === 'ipvs' && r.vipAddresses !== services)
-        throw new Error(`ipvs at ${services}: ${r.vipAddresses} VIP addresses on the dummy link`);
-      const context = { backend, services, vm: 'tcg' };
-      const change = median(r.changeMs);
-      ctx.report({
-        metric: 'from scratch',
-        value: Math.round(r.freshMs),
-        unit: 'ms',
-        ops: r.freshOps,
-        ...context,
-      });
-      ctx.report({
-        metric: 'one endpoint change (median)',
-        value: change,
-        unit: 'ms',
-        ops: r.changeOps,
-        ...context,
-      });
-      ctx.report({ metric: 'dump (resync read)', value: Math.round(r.dumpMs), unit: 'ms', ...context });
-      const smallest = changeMedians.get(backend);
-      if (smallest === undefined) changeMedians.set(backend, change);
-      else
-        ctx.report({
-          metric: 'change time vs smallest size',
-          value: change / smallest,
-          unit: 'ratio',
-          ...context,
-        });
-    }
+        if (r.kernelServices !== services || r.dumpedServices !== services)
+          throw new Error(
+            `${backend} at ${services}: kernel holds ${r.kernelServices} services, dump read ${r.dumpedServices}`,
+          );
+        if (backend === 'ipvs' && r.vipAddresses !== services)
+          throw new Error(`ipvs at ${services}: ${r.vipAddresses} VIP addresses on the dummy link`);
+        ctx.log(`${backend} ${services}: ${JSON.stringify(r)}`);
+        out.push(r);
+      }
+      return out;
+    }),
+  );
+  for (const r of results.flat()) {
+    const context = { backend: r.backend, services: r.services, vm: 'tcg' };
+    const change = median(r.changeMs);
+    const smallest = median(results.flat().find((x) => x.backend === r.backend)?.changeMs ?? []);
+    ctx.report({
+      metric: 'from scratch',
+      value: Math.round(r.freshMs),
+      unit: 'ms',
+      ops: r.freshOps,
+      ...context,
+    });
+    ctx.report({
+      metric: 'one endpoint change (median)',
+      value: change,
+      unit: 'ms',
+      ops: r.changeOps,
+      ...context,
+    });
+    ctx.report({
+      metric: 'change time vs smallest size',
+      value: change / smallest,
+      unit: 'ratio',
+      ...context,
+    });
+    ctx.report({ metric: 'dump (resync read)', value: Math.round(r.dumpMs), unit: 'ms', ...context });
   }
 }
 
@@ -201,7 +235,7 @@ export async function runVmBench(ctx: BenchContext, opts: VmBenchOptions): Promi
   const lab = await VmLab.up(3, { name: LAB });
   try {
     if (!opts.skipDatapath) {
-      await startTasks(lab, guest);
+      await startTasks(lab);
       const spec: PublishSpec = {
         snatAddress: DIRECTOR,
         ports: [
