@@ -8,7 +8,7 @@
  * h1's published port to the task on h2, vs straight to that task's IP; A/B alternated,
  * medians, as ratios. Root only.
  *
- * --vm [--sizes 1000,5000] [--changes 5] [--seconds 4] [--rounds 3] [--skip-datapath] [--skip-programming]:
+ * --vm [--sizes 1000,5000] [--changes 5] [--seconds 3] [--rounds 5] [--skip-datapath] [--skip-programming]:
  * the same questions in the 3-VM qemu lab, IPVS and nftables backends side by side (dataplane-vm/).
  */
 import { spawn } from 'node:child_process';
@@ -215,8 +215,8 @@ const benchmark: Benchmark = {
       await runVmBench(ctx, {
         sizes: sizesFlag(ctx, '1000,5000'),
         changes: flagNumber(ctx, 'changes', 5),
-        seconds: flagNumber(ctx, 'seconds', 4),
-        rounds: flagNumber(ctx, 'rounds', 3),
+        seconds: flagNumber(ctx, 'seconds', 3),
+        rounds: flagNumber(ctx, 'rounds', 5),
         skipDatapath: ctx.flags.get('skip-datapath') === true,
         skipProgramming: ctx.flags.get('skip-programming') === true,
       });

@@ -95,6 +95,31 @@ async function startTasks(lab: VmLab): Promise<void> {
   ]);
 }
 
+/**
+ * Task servers, the routed reference and both backends' published ports on a
+ * booted lab; returns `ipvsadm -Ln` of the director. Exported for poking at a
+ * lab by hand when a ratio needs explaining.
+ */
+export async function setUpDatapath(lab: VmLab, guest: string): Promise<string> {
+  await startTasks(lab);
+  const spec: PublishSpec = {
+    snatAddress: DIRECTOR,
+    ports: [
+      { ...PORTS.http, target: HTTP_TARGET },
+      { ...PORTS.iperf, target: IPERF_TARGET },
+    ],
+    // vm1's task is draining: every published connection goes vm3 -> vm1 -> vm2.
+    tasks: [
+      { address: DIRECTOR, weight: 0 },
+      { address: TASK, weight: 1 },
+    ],
+  };
+  const published = lastJsonLine<{ ipvsadm: string }>(
+    await lab.run('vm1', `node ${guest} publish '${JSON.stringify(spec)}'`, { timeoutMs: 180_000 }),
+  );
+  return published.ipvsadm;
+}
+
 /** One request on each path, so a broken path fails the bench instead of measuring errors. */
 async function checkPaths(lab: VmLab): Promise<void> {
   for (const [name, t] of Object.entries(TARGETS)) {
@@ -225,33 +250,18 @@ async function measureProgramming(
   }
 }
 
+export function bundleGuest(): Promise<string> {
+  return bundleForGuest(join(new URL('.', import.meta.url).pathname, 'guest.ts'), 'dataplane-vm');
+}
+
 export async function runVmBench(ctx: BenchContext, opts: VmBenchOptions): Promise<void> {
   const started = performance.now();
-  const guest = await bundleForGuest(
-    join(new URL('.', import.meta.url).pathname, 'guest.ts'),
-    'dataplane-vm',
-  );
+  const guest = await bundleGuest();
   ctx.log(`booting 3 VMs (lab ${LAB}; software emulation)...`);
   const lab = await VmLab.up(3, { name: LAB });
   try {
     if (!opts.skipDatapath) {
-      await startTasks(lab);
-      const spec: PublishSpec = {
-        snatAddress: DIRECTOR,
-        ports: [
-          { ...PORTS.http, target: HTTP_TARGET },
-          { ...PORTS.iperf, target: IPERF_TARGET },
-        ],
-        // vm1's task is draining: every published connection goes vm3 -> vm1 -> vm2.
-        tasks: [
-          { address: DIRECTOR, weight: 0 },
-          { address: TASK, weight: 1 },
-        ],
-      };
-      const published = lastJsonLine<{ ipvsadm: string }>(
-        await lab.run('vm1', `node ${guest} publish '${JSON.stringify(spec)}'`, { timeoutMs: 120_000 }),
-      );
-      ctx.log(published.ipvsadm.trim());
+      ctx.log((await setUpDatapath(lab, guest)).trim());
       await checkPaths(lab);
       await measureDatapath(ctx, lab, opts);
     }
