@@ -254,8 +254,12 @@ export function bundleGuest(): Promise<string> {
   return bundleForGuest(join(new URL('.', import.meta.url).pathname, 'guest.ts'), 'dataplane-vm');
 }
 
-export async function runVmBench(ctx: BenchContext, opts: VmBenchOptions): Promise<void> {
+export async function runVmBench(outer: BenchContext, opts: VmBenchOptions): Promise<void> {
   const started = performance.now();
+  const ctx: BenchContext = {
+    ...outer,
+    log: (m) => outer.log(`[${Math.round((performance.now() - started) / 1000)} s] ${m}`),
+  };
   const guest = await bundleGuest();
   ctx.log(`booting 3 VMs (lab ${LAB}; software emulation)...`);
   const lab = await VmLab.up(3, { name: LAB });
