@@ -1,7 +1,7 @@
 // Runs inside a lab VM, bundled by the host (test/vm/helpers.ts bundleForGuest):
 // node starts in seconds under emulation, so each mode does all its work in one process.
 //   node guest.mjs publish JSON                published ports on this VM, IPVS and nftables side by side
-//   node guest.mjs program BACKEND SIZE N      programming times for SIZE services, N one-endpoint changes
+//   node guest.mjs program BACKEND SIZE N [dump]  programming times: SIZE services, N one-endpoint changes
 // Results are one JSON line on stdout, last.
 import { execFileSync } from 'node:child_process';
 import { createIpvsLoadBalancer } from '../../../dataplane/lb/ipvs/create.js';
@@ -34,6 +34,7 @@ export interface ProgrammingResult {
   freshOps: number;
   changeMs: number[];
   changeOps: number;
+  /** -1 when the dump was not asked for. */
   dumpMs: number;
   dumpedServices: number;
   /** What the kernel holds after the fresh apply (IPVS services, or nft verdict elements). */
@@ -94,7 +95,12 @@ async function publish(spec: PublishSpec): Promise<unknown> {
   return result;
 }
 
-async function program(backend: BackendName, size: number, changes: number): Promise<ProgrammingResult> {
+async function program(
+  backend: BackendName,
+  size: number,
+  changes: number,
+  withDump: boolean,
+): Promise<ProgrammingResult> {
   await cleanKernel();
   const scope: LbScope = { kind: 'network', networkId: 'bench' };
   const { lb, close } = makeBackend(backend, [scope]);
@@ -123,8 +129,8 @@ async function program(backend: BackendName, size: number, changes: number): Pro
       changeMs.push(performance.now() - t0);
     }
     t0 = performance.now();
-    const dumped = await lb.dump();
-    const dumpMs = performance.now() - t0;
+    const dumped = withDump ? (await lb.dump()).services.size : -1;
+    const dumpMs = withDump ? performance.now() - t0 : -1;
     return {
       backend,
       services: size,
@@ -133,7 +139,7 @@ async function program(backend: BackendName, size: number, changes: number): Pro
       changeMs,
       changeOps,
       dumpMs,
-      dumpedServices: dumped.services.size,
+      dumpedServices: dumped,
       kernelServices,
       vipAddresses,
     };
@@ -149,7 +155,7 @@ async function main(): Promise<void> {
   if (mode === 'publish') out = await publish(JSON.parse(args[0] ?? '{}') as PublishSpec);
   else if (mode === 'program') {
     const backend = args[0] as BackendName;
-    out = await program(backend, Number(args[1]), Number(args[2]));
+    out = await program(backend, Number(args[1]), Number(args[2]), args[3] === 'dump');
   } else throw new Error(`guest: unknown mode ${String(mode)} (publish, program)`);
   process.stdout.write(`${JSON.stringify(out)}\n`);
   process.exit(0);

@@ -205,12 +205,19 @@ async function measureProgramming(
       const out: ProgrammingResult[] = [];
       for (const services of opts.sizes) {
         ctx.log(`programming ${services} services x 10 endpoints with ${backend} on ${vmOf[backend]}...`);
+        // The dump a resync reads is one request per service for IPVS (73 s at 1k under
+        // emulation): measured at the smallest size only, to keep the bench near 10 minutes.
+        const dump = services === opts.sizes[0] ? 'dump' : '';
         const r = lastJsonLine<ProgrammingResult>(
-          await lab.run(vmOf[backend], `node ${guest} program ${backend} ${services} ${opts.changes}`, {
-            timeoutMs: 900_000,
-          }),
+          await lab.run(
+            vmOf[backend],
+            `node ${guest} program ${backend} ${services} ${opts.changes} ${dump}`,
+            {
+              timeoutMs: 1_200_000,
+            },
+          ),
         );
-        if (r.kernelServices !== services || r.dumpedServices !== services)
+        if (r.kernelServices !== services || (dump !== '' && r.dumpedServices !== services))
           throw new Error(
             `${backend} at ${services}: kernel holds ${r.kernelServices} services, dump read ${r.dumpedServices}`,
           );
@@ -246,7 +253,8 @@ async function measureProgramming(
       unit: 'ratio',
       ...context,
     });
-    ctx.report({ metric: 'dump (resync read)', value: Math.round(r.dumpMs), unit: 'ms', ...context });
+    if (r.dumpMs >= 0)
+      ctx.report({ metric: 'dump (resync read)', value: Math.round(r.dumpMs), unit: 'ms', ...context });
   }
 }
 
