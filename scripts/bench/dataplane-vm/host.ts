@@ -8,8 +8,9 @@ import type { BackendName, ProgrammingResult, PublishSpec } from './guest.js';
  * `npm run bench -- dataplane --vm`: the 3-VM lab (real IPVS). Tasks on vm1 and
  * vm2 (only vm2's takes connections, so the published path always crosses
  * nodes), the client on vm3. vm1 publishes each port twice, once per backend,
- * so one run alternates direct / IPVS / nftables under the same conditions.
- * Then programming times for both backends on vm3 (idle by then).
+ * so one run alternates direct / routed / IPVS / nftables under the same
+ * conditions. Then programming times, IPVS on vm2 and nftables on vm3 at once.
+ * See README.md here.
  */
 
 const LAB = 'mdvb1';
