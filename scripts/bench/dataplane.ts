@@ -7,19 +7,23 @@
  * Data path (3-host lab, prefix `mdlb`): iperf3 and short-connection rate from h3 through
  * h1's published port to the task on h2, vs straight to that task's IP; A/B alternated,
  * medians, as ratios. Root only.
+ *
+ * --vm [--sizes 1000,5000] [--changes 5] [--seconds 3] [--rounds 5] [--skip-datapath] [--skip-programming]:
+ * the same questions in the 3-VM qemu lab, IPVS and nftables backends side by side (dataplane-vm/).
  */
 import { spawn } from 'node:child_process';
 import { execa } from 'execa';
 import { NftLoadBalancer } from '../../dataplane/lb/nft/backend.js';
 import { nftToolExecutor } from '../../dataplane/lb/nft/executor.js';
-import { emptyLbState, type LbState, virtualServiceKey } from '../../dataplane/lb/types.js';
+import { emptyLbState } from '../../dataplane/lb/types.js';
 import { createNetns, deleteNetns } from '../../dataplane/netns/netns.js';
 import { EndpointState } from '../../src/api/gen/meshd/v1/dataplane.js';
 import { MeshLab, WEB_PUBLISHED } from '../../test/integration/dataplane/mesh-lab.js';
+import { runVmBench } from './dataplane-vm/host.js';
+import { benchServices, oneEndpointChange } from './dataplane-vm/services.js';
 import type { BenchContext, Benchmark } from './types.js';
 
 const PROGRAMMING_NETNS = 'mdlbp';
-const ENDPOINTS_PER_SERVICE = 10;
 const IPERF_TARGET = 5201;
 const IPERF_PUBLISHED = 30201;
 
@@ -30,40 +34,21 @@ function flagNumber(ctx: BenchContext, name: string, fallback: number): number {
   return n;
 }
 
+function sizesFlag(ctx: BenchContext, fallback: string): number[] {
+  const text = String(ctx.flags.get('sizes') ?? fallback);
+  const sizes = text.split(',').map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 50_000))
+    throw new Error(`--sizes must be comma-separated integers 1..50000, got "${text}"`);
+  return sizes;
+}
+
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
 }
 
-function servicesOf(count: number): LbState {
-  const state = emptyLbState();
-  const scope = { kind: 'network' as const, networkId: 'bench' };
-  for (let i = 0; i < count; i++) {
-    const address = `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
-    const backends = Array.from({ length: ENDPOINTS_PER_SERVICE }, (_, j) => ({
-      address: `10.200.${(i >> 4) & 255}.${(i & 15) * 16 + j}`,
-      port: 8080,
-      weight: 1,
-    }));
-    const key = virtualServiceKey(scope, 'tcp', address, 80);
-    state.services.set(key, {
-      key,
-      scope,
-      protocol: 'tcp',
-      address,
-      port: 80,
-      scheduler: 'random',
-      snatAddress: '10.0.0.1',
-      backends,
-    });
-  }
-  return state;
-}
-
 async function benchProgramming(ctx: BenchContext): Promise<void> {
-  const sizes = String(ctx.flags.get('sizes') ?? '1000,5000,10000')
-    .split(',')
-    .map(Number);
+  const sizes = sizesFlag(ctx, '1000,5000,10000');
   const changes = flagNumber(ctx, 'changes', 5);
   let smallestChangeMs: number | null = null;
   for (const size of sizes) {
@@ -74,7 +59,7 @@ async function benchProgramming(ctx: BenchContext): Promise<void> {
         resolveScope: () => PROGRAMMING_NETNS,
         listScopes: () => [{ kind: 'network', networkId: 'bench' }],
       });
-      const desired = servicesOf(size);
+      const desired = benchServices(size);
       let started = performance.now();
       const fresh = await lb.apply(lb.plan(desired, emptyLbState()));
       const freshMs = performance.now() - started;
@@ -89,11 +74,7 @@ async function benchProgramming(ctx: BenchContext): Promise<void> {
       let ops = 0;
       const list = [...desired.services.values()];
       for (let i = 0; i < changes; i++) {
-        const previous = list[(i * 7919) % list.length]!;
-        const next = {
-          ...previous,
-          backends: previous.backends.map((b, j) => (j === 0 ? { ...b, weight: b.weight === 1 ? 0 : 1 } : b)),
-        };
+        const { previous, next } = oneEndpointChange(list, i);
         started = performance.now();
         ops = (await lb.apply([{ type: 'update-service', service: next, previous }])).kernelOperations;
         changeMs.push(performance.now() - started);
@@ -230,6 +211,17 @@ const benchmark: Benchmark = {
   description: 'nftables LB programming at 1k/5k/10k services, and published-port data path vs direct',
   async run(ctx) {
     if (process.getuid?.() !== 0) throw new Error('the dataplane benchmark needs root (network namespaces)');
+    if (ctx.flags.get('vm') === true) {
+      await runVmBench(ctx, {
+        sizes: sizesFlag(ctx, '1000,5000'),
+        changes: flagNumber(ctx, 'changes', 5),
+        seconds: flagNumber(ctx, 'seconds', 3),
+        rounds: flagNumber(ctx, 'rounds', 5),
+        skipDatapath: ctx.flags.get('skip-datapath') === true,
+        skipProgramming: ctx.flags.get('skip-programming') === true,
+      });
+      return;
+    }
     await benchProgramming(ctx);
     if (ctx.flags.get('skip-datapath') !== true) await benchDatapath(ctx);
   },
