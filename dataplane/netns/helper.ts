@@ -18,7 +18,17 @@ const log = subsystemLogger('netns');
 const HELPER_MAIN = fileURLToPath(new URL('./helper-main.ts', import.meta.url));
 const SOCKET_OPENER = fileURLToPath(new URL('./socket-opener.mjs', import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const START_TIMEOUT_MS = 15_000;
+// Generous: node starts in ~1 s on a host, but takes tens of seconds in an emulated VM under load.
+const START_TIMEOUT_MS = 60_000;
+
+/**
+ * How a helper starts: node + tsx on helper-main.ts, as meshd itself runs
+ * from a checkout. Callers that run a bundle (the VM lab, where tsx costs
+ * ~10 s per start under emulation) pass a command of their own.
+ */
+export function defaultNetnsHelperCommand(): string[] {
+  return [process.execPath, '--import', 'tsx', HELPER_MAIN];
+}
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 type DistributiveOmit<T, K extends keyof never> = T extends unknown ? Omit<T, K> : never;
@@ -60,11 +70,11 @@ export class NetnsHelper {
     });
   }
 
-  /** Starts the helper inside `netns` and waits until it is ready. */
-  static async start(netns: string): Promise<NetnsHelper> {
+  /** Starts the helper inside `netns` (with `command`, default node + tsx) and waits until it is ready. */
+  static async start(netns: string, command: string[] = defaultNetnsHelperCommand()): Promise<NetnsHelper> {
     validateNetnsName(netns);
     if (!netnsExists(netns)) throw new NetnsError('helper start', netns, 'namespace does not exist');
-    const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '--import', 'tsx', HELPER_MAIN], {
+    const child = spawn('ip', ['netns', 'exec', netns, ...command], {
       cwd: PROJECT_ROOT,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, MESHD_NETNS_HELPER: netns },
