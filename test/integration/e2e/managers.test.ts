@@ -35,7 +35,11 @@ describe('three managers on a 3-host netns lab', () => {
       lab.marker,
       '80',
     );
-    assert.equal(created.status, 0, created.stderr);
+    assert.equal(
+      created.status,
+      0,
+      `${created.stdout}${created.stderr}\n${meshctl('service', 'ps', 'web').stdout}\n${meshctl('node', 'ls').stdout}`,
+    );
     assert.match(meshctl('node', 'ls').stdout, /h3\s+ready\s+active\s+manager/);
     lab.killDaemon('h1');
     via = 'h2';
