@@ -102,7 +102,8 @@ function judgeSession(facts: DiagnoseResponse, add: Add): void {
     );
     return;
   }
-  add('session', 'ok', `open with ${s.manager} (session ${shortId(s.sessionId)})`);
+  // The dispatcher runs on the Raft leader only: on a worker this is where the leader is.
+  add('session', 'ok', `open with the leader's dispatcher at ${s.manager} (session ${shortId(s.sessionId)})`);
   if (!s.hasAssignments) add('assignments', 'fail', 'no assignments received yet on the open session');
   else {
     const phases = new Map<string, number>();
