@@ -8,7 +8,16 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,11 +87,16 @@ export async function startMeshLab(options: MeshLabOptions): Promise<MeshLab> {
     assert.ok(h, `no lab host ${name}`);
     return h;
   };
+  // E2E_LOG_DIR=/some/dir keeps each meshd's log (level info) as <dir>/<prefix>-<host>.log.
+  const logDir = process.env['E2E_LOG_DIR'];
   const startDaemon = (h: LabHost) => {
+    const log =
+      logDir === undefined ? 'ignore' : openSync(join(logDir, `${options.prefix}-${h.name}.log`), 'a');
     const child = spawn('nsenter', [`--net=/run/netns/${h.netns}`, MESHD, 'run', ...flags(h)], {
-      stdio: 'ignore',
-      env: { ...process.env, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', log, log],
+      env: { ...process.env, LOG_LEVEL: logDir === undefined ? 'warn' : 'info' },
     });
+    if (typeof log === 'number') closeSync(log);
     daemons.set(h.name, child);
   };
   const waitFor = (what: string, probe: () => boolean, timeoutMs: number) =>
