@@ -140,6 +140,10 @@ export class Dispatcher {
   start(): void {
     if (this.running) return;
     this.running = true;
+    // A leader that lost and regained leadership in one process (a term change
+    // under load) left its batcher stopped: every status report was refused and
+    // tasks stayed ASSIGNED for ever.
+    this.batcher.start();
     const known = this.opts.store
       .list('node')
       .filter((n) => n.state !== NodeState.NODE_STATE_DOWN)

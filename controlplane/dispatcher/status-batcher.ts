@@ -47,6 +47,11 @@ export class StatusBatcher {
     return done;
   }
 
+  /** Accepts updates again: this manager became leader (again; a stop is not for ever). */
+  start(): void {
+    this.stopped = false;
+  }
+
   stop(): void {
     this.stopped = true;
     this.cancelTimer?.();

@@ -12,17 +12,27 @@ import { errorMessage } from '../../src/common/errors.js';
 import { type Logger, subsystemLogger } from '../../src/common/logger.js';
 import type { Rng } from '../../src/common/rng.js';
 import type { CgroupV2 } from '../executor/cgroup.js';
+import { runProbe } from '../executor/probes.js';
 import { TaskProcess } from '../executor/task-process.js';
 import { DEFAULT_MAX_LOG_BYTES, DEFAULT_STOP_GRACE_PERIOD_MS, type TaskEvent } from '../executor/types.js';
 import { sandboxNetnsName } from '../overlay/names.js';
 import { type Assignments, applyAssignments } from './assignments.js';
-import { isDrained, type LocalPhase, planTaskActions, runSpecFor, statusForEvent } from './plan.js';
+import {
+  isDrained,
+  type LocalPhase,
+  planTaskActions,
+  readinessPorts,
+  runSpecFor,
+  statusForEvent,
+} from './plan.js';
 import { AgentSession } from './session.js';
 
 /** Anything that programs a node from its DesiredState: the Reconciler, EmbeddedDns. */
 export interface DataplaneTarget {
   name: string;
   apply(state: DesiredState): Promise<unknown>;
+  /** For diagnostics: what the target holds now (the reconciler's desired vs programmed views). */
+  view?(): Promise<unknown>;
 }
 
 export interface AgentOptions {
@@ -40,6 +50,8 @@ export interface AgentOptions {
   drainTimeoutMs?: number;
   /** After it left load balancing, time for other nodes to apply that and for open requests to finish. */
   drainSettleMs?: number;
+  /** Bound on waiting for a new task's service ports to accept connections before it is RUNNING anyway. */
+  readinessTimeoutMs?: number;
   cgroup?: CgroupV2 | undefined;
   clock?: Clock;
   rng?: Rng;
@@ -52,10 +64,14 @@ interface LocalTask {
   proc: TaskProcess;
   phase: LocalPhase;
   hasHealthCheck: boolean;
+  /** Ports that must accept connections before RUNNING (tasks in a sandbox without a health check). */
+  readinessPorts: number[];
   stopByManager: boolean;
 }
 
 const MAX_STATUS_BATCH = 200;
+const READINESS_POLL_MS = 100;
+const READINESS_PROBE_TIMEOUT_MS = 1000;
 
 const cryptoRng: Rng = {
   next: () => randomInt(0, 2 ** 32) / 2 ** 32,
@@ -121,13 +137,34 @@ export class Agent {
     version: number | undefined;
     tasks: { taskId: string; phase: LocalPhase; pid: number | undefined }[];
     pendingReports: number;
+    knownManagers: readonly string[];
   } {
     return {
       connected: this.session.connected,
       version: this.assignments?.version,
       tasks: [...this.local].map(([taskId, t]) => ({ taskId, phase: t.phase, pid: t.proc.pid })),
       pendingReports: this.pendingStatus.size,
+      knownManagers: [...this.session.knownManagers],
     };
+  }
+
+  /** The data-plane state last applied (what the dispatcher sent), undefined before the first assignments. */
+  appliedState(): DesiredState | undefined {
+    return this.applied;
+  }
+
+  /** Each data-plane target's own view (targets without one are left out); a failing read is reported as such. */
+  async dataplaneViews(): Promise<{ name: string; view: unknown; error: string | undefined }[]> {
+    const views: { name: string; view: unknown; error: string | undefined }[] = [];
+    for (const target of this.opts.dataplane) {
+      if (target.view === undefined) continue;
+      try {
+        views.push({ name: target.name, view: await target.view(), error: undefined });
+      } catch (err) {
+        views.push({ name: target.name, view: undefined, error: errorMessage(err) });
+      }
+    }
+    return views;
   }
 
   private async onAssignments(msg: AssignmentsResponse): Promise<void> {
@@ -186,6 +223,10 @@ export class Agent {
       proc,
       phase: 'starting',
       hasHealthCheck: spec.healthCheck !== undefined,
+      readinessPorts:
+        spec.healthCheck === undefined && spec.netnsName !== undefined
+          ? readinessPorts(this.applied, id)
+          : [],
       stopByManager: false,
     };
     this.local.set(id, entry);
@@ -202,13 +243,49 @@ export class Agent {
     const entry = this.local.get(e.taskId);
     if (entry === undefined) return;
     if (e.type === 'exited') entry.phase = 'exited';
-    else if (e.type === 'started' && !entry.hasHealthCheck) entry.phase = 'running';
+    else if (e.type === 'started' && entry.readinessPorts.length > 0) {
+      const ports = entry.readinessPorts.join(', ');
+      this.report(
+        e.taskId,
+        TaskState.TASK_STATE_STARTING,
+        `started; waiting for port ${ports} to accept connections`,
+      );
+      void this.awaitReadiness(e.taskId, entry);
+      return;
+    } else if (e.type === 'started' && !entry.hasHealthCheck) entry.phase = 'running';
     else if (e.type === 'health' && e.status === 'healthy' && entry.phase === 'starting')
       entry.phase = 'running';
     const s = statusForEvent(e, entry.hasHealthCheck, entry.stopByManager);
     if (s !== undefined) this.report(e.taskId, s.state, s.message, s.err);
     // Swarm's rule: an unhealthy task is stopped (and replaced by the orchestrator).
     if (e.type === 'health' && e.status === 'unhealthy') this.stopTask(e.taskId, false);
+  }
+
+  /**
+   * RUNNING (an active endpoint everywhere) only once the task's service
+   * ports accept connections inside its sandbox; after `readinessTimeoutMs`
+   * it is RUNNING anyway (a task listening elsewhere than 127.0.0.1 or
+   * 0.0.0.0 is not held back forever), with a message that says so.
+   */
+  private async awaitReadiness(taskId: string, entry: LocalTask): Promise<void> {
+    const netns = entry.proc.spec.netnsName;
+    const deadline = this.clock.nowMs() + (this.opts.readinessTimeoutMs ?? 10_000);
+    let waiting = [...entry.readinessPorts];
+    while (waiting.length > 0 && this.clock.nowMs() < deadline) {
+      const results = await Promise.all(
+        waiting.map((port) => runProbe({ kind: 'tcp', port }, netns, READINESS_PROBE_TIMEOUT_MS)),
+      );
+      if (entry.phase !== 'starting') return;
+      waiting = waiting.filter((_, i) => !results[i]?.passed);
+      if (waiting.length > 0) await new Promise<void>((r) => this.clock.setTimer(READINESS_POLL_MS, r));
+    }
+    if (entry.phase !== 'starting') return;
+    entry.phase = 'running';
+    const message =
+      waiting.length === 0
+        ? 'started; accepting connections'
+        : `started; port ${waiting.join(', ')} not accepting connections after ${this.opts.readinessTimeoutMs ?? 10_000} ms`;
+    this.report(taskId, TaskState.TASK_STATE_RUNNING, message);
   }
 
   private stopTask(taskId: string, byManager: boolean): void {

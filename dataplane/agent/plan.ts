@@ -1,4 +1,4 @@
-import { type DesiredState, EndpointState } from '../../src/api/gen/meshd/v1/dataplane.js';
+import { type DesiredState, EndpointState, Protocol } from '../../src/api/gen/meshd/v1/dataplane.js';
 import { type Task, TaskState, type TaskStatus } from '../../src/api/gen/meshd/v1/objects.js';
 import type { HealthCheckSpec, TaskEvent, TaskRunSpec } from '../executor/types.js';
 
@@ -167,4 +167,21 @@ export function isDrained(state: DesiredState | undefined, taskId: string): bool
   return !state.services.some((s) =>
     s.endpoints.some((e) => e.taskId === taskId && e.state === EndpointState.ENDPOINT_STATE_ACTIVE),
   );
+}
+
+/**
+ * TCP ports a new task must accept connections on before it is reported
+ * RUNNING (and so becomes an active endpoint): the target ports of the
+ * service its sandbox belongs to. Without this gate a task without a health
+ * check took traffic between its process start and its listen(), and those
+ * connections were refused.
+ */
+export function readinessPorts(state: DesiredState | undefined, taskId: string): number[] {
+  const serviceId = state?.sandboxes.find((s) => s.taskId === taskId)?.serviceId;
+  if (serviceId === undefined || serviceId === '') return [];
+  const service = state?.services.find((s) => s.id === serviceId);
+  const ports = (service?.ports ?? [])
+    .filter((p) => p.protocol !== Protocol.PROTOCOL_UDP && p.targetPort > 0)
+    .map((p) => p.targetPort);
+  return [...new Set(ports)].sort((a, b) => a - b);
 }

@@ -133,6 +133,11 @@ export class EmbeddedDns {
     return report;
   }
 
+  /** Tasks whose sandbox has 127.0.0.11 served now (for `meshctl diag`). */
+  attachedTaskIds(): string[] {
+    return [...this.attached].sort();
+  }
+
   close(): void {
     this.closed = true;
     this.cancelRetry?.();

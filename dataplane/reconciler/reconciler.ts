@@ -100,8 +100,16 @@ export class Reconciler {
     return this.serialize(async () => (this.current === null ? null : this.sync(this.current, 'resync')));
   }
 
-  /** Desired vs programmed, with what a sync would change now. */
-  async view(state: DesiredState | null = this.current): Promise<ProgrammerView[]> {
+  /**
+   * Desired vs programmed, with what a sync would change now. Runs between
+   * applies, never during one: a dump refreshes what a backend knows of the
+   * kernel, which an apply in flight relies on.
+   */
+  view(state?: DesiredState | null): Promise<ProgrammerView[]> {
+    return this.serialize(() => this.viewNow(state === undefined ? this.current : state));
+  }
+
+  private async viewNow(state: DesiredState | null): Promise<ProgrammerView[]> {
     if (state === null) return [];
     const views: ProgrammerView[] = [];
     for (const p of this.programmers) {

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { DEFAULT_SOCKET } from './client.js';
 import { addClusterCommands } from './cluster-commands.js';
 import { CliContext, type CliDeps } from './context.js';
+import { addDiagCommand } from './diag.js';
 import { describeError } from './format.js';
 import { addNetworkCommands } from './network-commands.js';
 import { addNodeCommands } from './node-commands.js';
@@ -33,6 +34,7 @@ export async function runMeshctl(
   addNodeCommands(program, ctx);
   addServiceCommands(program, ctx);
   addNetworkCommands(program, ctx);
+  addDiagCommand(program, ctx);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

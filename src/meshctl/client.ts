@@ -5,6 +5,7 @@ import {
   type ControlServiceServer,
   ControlServiceService,
 } from '../api/gen/meshd/v1/control.js';
+import { DiagServiceClient, type DiagServiceServer, DiagServiceService } from '../api/gen/meshd/v1/diag.js';
 
 /** Where meshd listens for meshctl unless --socket or MESHD_SOCKET says otherwise. */
 export const DEFAULT_SOCKET = '/run/meshd/meshd.sock';
@@ -17,11 +18,14 @@ export type Calls<S> = {
 };
 export type ControlCalls = Calls<ControlServiceServer>;
 export type CaCalls = Calls<CAServiceServer>;
+export type DiagCalls = Calls<DiagServiceServer>;
 
-/** What meshctl talks to: the control API and the CA's join tokens, both on meshd's Unix socket. */
+/** What meshctl talks to on meshd's Unix socket: the control API, the CA's join tokens, diagnostics. */
 export interface MeshdClients {
   control: ControlCalls;
   ca: CaCalls;
+  /** Served by every node, worker too (the other two only by managers). */
+  diag: DiagCalls;
   close(): void;
 }
 
@@ -54,12 +58,15 @@ export function connectSocket(socketPath: string, timeoutMs: number): MeshdClien
   const creds = grpc.credentials.createInsecure();
   const control = new ControlServiceClient(target, creds);
   const ca = new CAServiceClient(target, creds);
+  const diag = new DiagServiceClient(target, creds);
   return {
     control: promised<ControlServiceServer>(control, ControlServiceService, timeoutMs),
     ca: promised<CAServiceServer>(ca, CAServiceService, timeoutMs),
+    diag: promised<DiagServiceServer>(diag, DiagServiceService, timeoutMs),
     close: () => {
       control.close();
       ca.close();
+      diag.close();
     },
   };
 }

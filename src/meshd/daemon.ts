@@ -45,6 +45,7 @@ import {
   SECURE_CHANNEL_OPTIONS,
 } from '../common/transport/credentials.js';
 import type { DaemonConfig } from './config.js';
+import { addDiagService, type DiagSources } from './diag.js';
 
 const log = subsystemLogger('meshd');
 
@@ -151,14 +152,17 @@ export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
     let manager: ManagerNode | undefined;
     let ca: CertificateAuthority | undefined;
     let listenPort = 0;
+    const diag = diagSourcesFor(cfg, state, material.certChainPem);
     if (state.role === 'manager') {
-      ({ manager, ca, listenPort } = await startManagerRole(cfg, state, material, stops));
+      ({ manager, ca, listenPort } = await startManagerRole(cfg, state, material, stops, diag));
     }
     // With port 0 (tests) the advertised port is the one the listener got.
     const advertise = cfg.advertiseAddress.endsWith(':0')
       ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
       : cfg.advertiseAddress;
     const agent = await startAgent({ ...cfg, advertiseAddress: advertise }, state, material, stops);
+    Object.assign(diag, { manager, agent });
+    if (state.role === 'worker') await serveWorkerSocket(cfg, diag, stops);
     log.info({ nodeId: state.nodeId, role: state.role, listen: cfg.listenAddress }, 'node running');
     return { state, manager, ca, agent, listenPort, stop: stopAll };
   } catch (err) {
@@ -172,6 +176,7 @@ async function startManagerRole(
   state: LocalNode,
   material: ReturnType<typeof loadNodeTlsMaterial>,
   stops: (() => Promise<void>)[],
+  diag: DiagSources,
 ): Promise<{ manager: ManagerNode; ca: CertificateAuthority | undefined; listenPort: number }> {
   const p = paths(cfg.stateDir);
   // Only the founder holds the root key (the CA is not replicated yet): joined managers serve no CA.
@@ -245,6 +250,7 @@ async function startManagerRole(
   );
   const local = new grpc.Server();
   addControlService(local, new ControlApi(manager));
+  addDiagService(local, diag);
   if (ca !== undefined) local.addService(CAServiceService, createCaServiceHandlers(ca));
   stops.push(async () => {
     await shutdown(local);
@@ -275,12 +281,17 @@ async function startAgent(
         networkIds = desired.networks.map((n) => n.id);
         return node.reconciler.apply(desired);
       },
+      view: () => node.reconciler.view(),
     });
     stops.push(() => node.close());
     // One resolver for every task sandbox on this node (127.0.0.11 inside each);
     // it follows the same desired state, after the reconciler made the sandboxes.
     const dns = new EmbeddedDns({ registry: new Registry(), hostPrefix: cfg.netnsPrefix });
-    dataplane.push({ name: 'dns', apply: (desired) => dns.apply(desired) });
+    dataplane.push({
+      name: 'dns',
+      apply: (desired) => dns.apply(desired),
+      view: async () => ({ attached: dns.attachedTaskIds() }),
+    });
     stops.push(async () => dns.close());
   }
   const managers = [
@@ -306,6 +317,31 @@ async function startAgent(
   agent.start();
   stops.push(() => agent.stop({ stopTasks: true }));
   return agent;
+}
+
+function diagSourcesFor(cfg: DaemonConfig, state: LocalNode, certChainPem: string): DiagSources {
+  return {
+    node: { nodeId: state.nodeId, clusterId: state.clusterId, role: state.role, hostname: cfg.hostname },
+    certChainPem,
+    clock: systemClock,
+    manager: undefined,
+    agent: undefined,
+  };
+}
+
+/** A worker's local socket serves `meshctl diag` only (the control API lives on managers). */
+async function serveWorkerSocket(
+  cfg: DaemonConfig,
+  diag: DiagSources,
+  stops: (() => Promise<void>)[],
+): Promise<void> {
+  const local = new grpc.Server();
+  addDiagService(local, diag);
+  stops.push(async () => {
+    await shutdown(local);
+    rmSync(cfg.socketPath, { force: true });
+  });
+  await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
 }
 
 const MEMBERSHIP_POLICY = servicePolicy(RaftMembershipServiceService, {

@@ -4,10 +4,11 @@ import {
   isDrained,
   type LocalPhase,
   planTaskActions,
+  readinessPorts,
   runSpecFor,
   statusForEvent,
 } from '../../../dataplane/agent/plan.js';
-import { EndpointState } from '../../../src/api/gen/meshd/v1/dataplane.js';
+import { DesiredState, EndpointState, Protocol } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { type Task, TaskState } from '../../../src/api/gen/meshd/v1/objects.js';
 import { task } from '../dispatcher/fixtures.js';
 
@@ -146,4 +147,30 @@ test('a task is drained once no applied service lists it as an active endpoint',
   assert.equal(isDrained(state(EndpointState.ENDPOINT_STATE_ACTIVE), 'a'), false);
   assert.equal(isDrained(state(EndpointState.ENDPOINT_STATE_DRAINING), 'a'), true);
   assert.equal(isDrained(state(EndpointState.ENDPOINT_STATE_ACTIVE), 'b'), true);
+});
+
+test('a new task waits for the TCP target ports of its own service only, never for UDP ones', () => {
+  const state = DesiredState.fromPartial({
+    sandboxes: [
+      { taskId: 'a', serviceId: 'web' },
+      { taskId: 'b', serviceId: 'dns' },
+      { taskId: 'c', serviceId: 'batch' },
+    ],
+    services: [
+      {
+        id: 'web',
+        ports: [
+          { protocol: Protocol.PROTOCOL_TCP, targetPort: 80, publishedPort: 8080 },
+          { protocol: Protocol.PROTOCOL_TCP, targetPort: 80, publishedPort: 8081 },
+          { protocol: Protocol.PROTOCOL_TCP, targetPort: 443, publishedPort: 8443 },
+        ],
+      },
+      { id: 'dns', ports: [{ protocol: Protocol.PROTOCOL_UDP, targetPort: 53 }] },
+    ],
+  });
+  assert.deepEqual(readinessPorts(state, 'a'), [80, 443]);
+  assert.deepEqual(readinessPorts(state, 'b'), []);
+  assert.deepEqual(readinessPorts(state, 'c'), []);
+  assert.deepEqual(readinessPorts(state, 'nosuch'), []);
+  assert.deepEqual(readinessPorts(undefined, 'a'), []);
 });

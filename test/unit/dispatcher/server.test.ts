@@ -329,4 +329,26 @@ describe('dispatcher service over mTLS', () => {
     );
     dispatcher.start();
   });
+
+  test('a dispatcher started again after a stop (leadership lost, then regained) writes task status again', async () => {
+    dispatcher.stop();
+    dispatcher.start();
+    const c = client(worker);
+    const { first } = await openSession(c);
+    proposer.proposeSync(
+      new TransactionBuilder(5)
+        .create('task', task('again', 'web', worker.nodeId, 30, TaskState.TASK_STATE_ASSIGNED, {}))
+        .build(),
+    );
+    await unary(c.updateTaskStatus.bind(c), {
+      sessionId: first.sessionId,
+      updates: [
+        {
+          taskId: 'again',
+          status: { state: TaskState.TASK_STATE_ACCEPTED, message: '', err: '', timestamp: undefined },
+        },
+      ],
+    });
+    assert.equal(store.get('task', 'again')?.status?.state, TaskState.TASK_STATE_ACCEPTED);
+  });
 });

@@ -121,7 +121,7 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
 
   it('join with the worker token gets a worker identity from the CA', async () => {
     const token = (await meshctl(cfg.socketPath, 'join-token', '-q', 'worker')).out;
-    const other = { ...cfg, stateDir: join(dir, 'worker2') };
+    const other = { ...cfg, stateDir: join(dir, 'worker2'), socketPath: join(dir, 'w1.sock') };
     const node = await joinNode(other, `127.0.0.1:${daemon?.listenPort}`, token);
     assert.equal(node.role, 'worker');
     const worker = await runNode({ ...other, hostname: 'w1' });
@@ -134,6 +134,21 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
         await new Promise((res) => setTimeout(res, 100));
       }
       assert.match(ls, /w1\s+ready\s+active\s+worker/);
+      // The worker's own socket serves diag (and only diag): its session, the manager it reaches.
+      const diag = await meshctl(other.socketPath, '--format', 'json', 'diag');
+      assert.equal(diag.code, 0, `${diag.out}\n${diag.err}`);
+      const report = JSON.parse(diag.out) as {
+        ok: boolean;
+        checks: { check: string; status: string }[];
+        facts: { node: { role: string; hostname: string }; session: { connected: boolean } };
+      };
+      assert.equal(report.ok, true);
+      assert.deepEqual(report.facts.node.role, 'worker');
+      assert.equal(report.facts.session.connected, true);
+      assert.ok(report.checks.some((c) => c.check.startsWith('manager 127.0.0.1:') && c.status === 'ok'));
+      const onManager = await meshctl(cfg.socketPath, 'diag');
+      assert.equal(onManager.code, 0, onManager.err);
+      assert.match(onManager.out, /OK\s+raft\s+leader \S+ \(this node\)/);
       const scaled = await meshctl(
         cfg.socketPath,
         'service',
