@@ -97,9 +97,7 @@ export async function initNode(cfg: DaemonConfig): Promise<LocalNode> {
   saveRootCA(p.ca, root);
   const ca = new CertificateAuthority({ root, clock: systemClock });
   const { privateKeyPem, csrPem } = await createKeyAndCsr();
-  const issued = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, [
-    hostOf(cfg.advertiseAddress),
-  ]);
+  const issued = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, [hostOf(cfg.advertiseAddress)]);
   saveNodeTlsMaterial(p.tls, {
     privateKeyPem,
     certChainPem: issued.certChainPem,

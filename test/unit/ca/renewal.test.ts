@@ -57,7 +57,7 @@ test('a failed renewal is retried with growing backoff, then succeeds', async ()
   const root = await createRootCA({ clusterId: 'renew', nowMs: 0 });
   const ca = new CertificateAuthority({ root, clock, lifetimeMs: HOUR_MS });
   const { csrPem, privateKeyPem } = await createKeyAndCsr();
-  const first = await ca.issueForJoinToken(ca.tokens.current().worker, csrPem, []);
+  const first = await ca.issueForJoinToken(ca.joinTokens().worker, csrPem, []);
   let failures = 2;
   const renewer = new CertificateRenewer(
     { privateKeyPem, certChainPem: first.certChainPem, trustBundlePem: root.certPem },
@@ -101,7 +101,7 @@ describe('renewal of a live node', () => {
     const root = await createRootCA({ clusterId: 'renew', nowMs: clock.nowMs() });
     ca = new CertificateAuthority({ root, clock, lifetimeMs: HOUR_MS });
     const { csrPem, privateKeyPem } = await createKeyAndCsr();
-    const issued = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, ['127.0.0.1']);
+    const issued = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, ['127.0.0.1']);
     node = {
       nodeId: issued.nodeId,
       role: 'manager',
