@@ -54,7 +54,12 @@ const STATUS_BY_CODE: Record<string, grpc.status> = {
 
 function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   if (err instanceof MeshError)
-    return { code: STATUS_BY_CODE[err.code] ?? grpc.status.FAILED_PRECONDITION, details: err.message };
+    return {
+      code:
+        STATUS_BY_CODE[err.code] ??
+        (err.code.startsWith('RAFT_') ? grpc.status.UNAVAILABLE : grpc.status.FAILED_PRECONDITION),
+      details: err.message,
+    };
   log.error({ err: errorMessage(err) }, 'CA handler failed');
   return { code: grpc.status.INTERNAL, details: `internal CA error: ${errorMessage(err)}` };
 }

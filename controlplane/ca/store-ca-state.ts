@@ -26,6 +26,10 @@ import {
 
 /** Optimistic-concurrency retries for one CA write (another writer got there first). */
 const MAX_WRITE_ATTEMPTS = 5;
+/** How long a barrier or a refused proposal is retried (an election takes one or two election timeouts). */
+const RAFT_RETRY_FOR_MS = 8_000;
+const RAFT_RETRY_FIRST_DELAY_MS = 50;
+const RAFT_RETRY_MAX_DELAY_MS = 1_000;
 
 export interface StoreCaStateOptions {
   clusterId: string;
@@ -139,8 +143,12 @@ export class StoreCaState implements CaStateStore {
     return node === undefined ? undefined : roleOfProto(node.role);
   }
 
+  /** ReadIndex barrier; it writes nothing, so any Raft failure but a stopped node is retried. */
   sync(): Promise<void> {
-    return this.opts.sync();
+    return this.raftRetrying(
+      () => this.opts.sync(),
+      (code) => code.startsWith('RAFT_') && code !== 'RAFT_NODE_STOPPED',
+    );
   }
 
   updateAuthority(change: (current: AuthorityState) => AuthorityState): Promise<AuthorityState> {
@@ -190,12 +198,32 @@ export class StoreCaState implements CaStateStore {
       const tx = new TransactionBuilder(this.opts.clock.nowMs());
       const result = await build(tx);
       if (tx.size === 0) return result;
+      const built = tx.build();
       try {
-        await this.opts.proposer.propose(tx.build());
+        // Only a proposal Raft refused outright (no leader) is repeated: one
+        // that timed out may still commit.
+        await this.raftRetrying(
+          () => this.opts.proposer.propose(built),
+          (code) => code === 'RAFT_PROPOSAL_DROPPED',
+        );
         return result;
       } catch (err) {
         if (!isRetryable(err) || attempt >= MAX_WRITE_ATTEMPTS) throw err;
-        await this.opts.sync();
+        await this.sync();
+      }
+    }
+  }
+
+  private async raftRetrying(fn: () => Promise<void>, retriable: (code: string) => boolean): Promise<void> {
+    const deadline = this.opts.clock.nowMs() + RAFT_RETRY_FOR_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        const code = err instanceof MeshError ? err.code : '';
+        if (!retriable(code) || this.opts.clock.nowMs() >= deadline) throw err;
+        const delayMs = Math.min(RAFT_RETRY_MAX_DELAY_MS, RAFT_RETRY_FIRST_DELAY_MS * 2 ** attempt);
+        await new Promise<void>((resolve) => this.opts.clock.setTimer(delayMs, resolve));
       }
     }
   }

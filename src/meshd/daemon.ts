@@ -7,13 +7,15 @@ import { bootstrapCluster } from '../../controlplane/allocator/config.js';
 import { createRootCA, loadRootCAFromDir, roleToOu, saveRootCA } from '../../controlplane/ca/authority.js';
 import { joinCluster } from '../../controlplane/ca/ca-client.js';
 import { createCaServer, createCaServiceHandlers } from '../../controlplane/ca/ca-service.js';
-import { CertificateAuthority } from '../../controlplane/ca/certificate-authority.js';
+import { CertificateAuthority, inMemoryStateFor } from '../../controlplane/ca/certificate-authority.js';
 import {
   createKeyAndCsr,
   loadNodeTlsMaterial,
   saveNodeTlsMaterial,
   writeFileDurable,
 } from '../../controlplane/ca/node-identity.js';
+import { certificateValidity } from '../../controlplane/ca/renewal.js';
+import { authorityObject, certificateObject, StoreCaState } from '../../controlplane/ca/store-ca-state.js';
 import { ControlApi } from '../../controlplane/controlapi/control-api.js';
 import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
 import { DISPATCHER_POLICY, Dispatcher } from '../../controlplane/dispatcher/server.js';
@@ -37,7 +39,7 @@ import { systemClock } from '../common/clock.js';
 import { errorMessage, MeshError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { subsystemLogger } from '../common/logger.js';
-import { createAuthorizationInterceptor, servicePolicy } from '../common/transport/authorization.js';
+import { servicePolicy } from '../common/transport/authorization.js';
 import {
   bindSecure,
   createChannelCredentials,
@@ -122,6 +124,7 @@ function hostOf(hostPort: string): string {
 export interface RunningDaemon {
   state: LocalNode;
   manager: ManagerNode | undefined;
+  /** The CA on a manager (every manager serves it), undefined on a worker. */
   ca: CertificateAuthority | undefined;
   agent: Agent;
   /** Port of the mTLS listener (CA + dispatcher) on a manager, 0 on a worker. */
@@ -170,12 +173,8 @@ async function startManagerRole(
   state: LocalNode,
   material: ReturnType<typeof loadNodeTlsMaterial>,
   stops: (() => Promise<void>)[],
-): Promise<{ manager: ManagerNode; ca: CertificateAuthority | undefined; listenPort: number }> {
+): Promise<{ manager: ManagerNode; ca: CertificateAuthority; listenPort: number }> {
   const p = paths(cfg.stateDir);
-  // Only the founder holds the root key (the CA is not replicated yet): joined managers serve no CA.
-  const ca = state.founder
-    ? new CertificateAuthority({ root: await loadRootCAFromDir(p.ca), clock: systemClock })
-    : undefined;
   const manager = await ManagerNode.start({
     id: state.nodeId,
     dataDir: p.raft,
@@ -192,16 +191,36 @@ async function startManagerRole(
       process.exit(70);
     },
   });
+  // Every manager is the CA: its state (root key, tokens, denylist) comes
+  // through Raft, which runs only between managers over mTLS.
+  const ca = new CertificateAuthority({
+    state: new StoreCaState({
+      clusterId: state.clusterId,
+      store: manager.store,
+      proposer: manager.proposer,
+      sync: () => manager.linearizableRead(),
+      clock: systemClock,
+    }),
+    clock: systemClock,
+  });
   // Last step of stop: the leader hands leadership over before Raft stops.
   stops.push(() => manager.stop({ transferLeadership: true }));
   if (state.founder && !state.bootstrapped) {
-    await bootstrapStore(manager, state, cfg);
+    await bootstrapStore(manager, state, cfg, material);
     writeNodeState(cfg.stateDir, { ...state, bootstrapped: true });
   }
   if (!state.founder) await joinRaft(manager, state, cfg, material);
   const dispatcher = new Dispatcher({
     store: manager.replica(),
     proposer: manager.proposer,
+    // A follower sends agents to the leader (a worker may know only this manager).
+    leaderAddress: () => {
+      const lead = manager.leaderId();
+      const host = lead === null ? undefined : manager.store.get('node', lead)?.addresses[0];
+      return host === undefined || lead === state.nodeId
+        ? undefined
+        : `${host}:${advertised().split(':').pop()}`;
+    },
     // Agents fail over among these; every manager listens on the same port as this one (lab and swarm habit).
     managers: () => [
       { nodeId: state.nodeId, address: advertised() },
@@ -227,12 +246,7 @@ async function startManagerRole(
       ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
       : cfg.advertiseAddress;
   const extraPolicy = { ...DISPATCHER_POLICY, ...MEMBERSHIP_POLICY };
-  const tcp =
-    ca !== undefined
-      ? createCaServer(ca, { extraPolicy })
-      : new grpc.Server({
-          interceptors: [createAuthorizationInterceptor({ clusterId: state.clusterId, policy: extraPolicy })],
-        });
+  const tcp = createCaServer(ca, { extraPolicy });
   tcp.addService(DispatcherServiceService, dispatcher.implementation());
   addMembershipService(tcp, manager);
   stops.push(() => shutdown(tcp));
@@ -243,7 +257,7 @@ async function startManagerRole(
   );
   const local = new grpc.Server();
   addControlService(local, new ControlApi(manager));
-  if (ca !== undefined) local.addService(CAServiceService, createCaServiceHandlers(ca));
+  local.addService(CAServiceService, createCaServiceHandlers(ca));
   stops.push(async () => {
     await shutdown(local);
     rmSync(cfg.socketPath, { force: true });
@@ -344,7 +358,12 @@ async function joinRaft(
   );
 }
 
-async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: DaemonConfig): Promise<void> {
+async function bootstrapStore(
+  manager: ManagerNode,
+  state: LocalNode,
+  cfg: DaemonConfig,
+  material: ReturnType<typeof loadNodeTlsMaterial>,
+): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (!manager.isLeader()) {
     if (Date.now() > deadline)
@@ -354,18 +373,31 @@ async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: Daemo
   await manager.linearizableRead();
   if (manager.store.list('cluster').length > 0) return;
   const now = systemClock.nowMs();
-  const tx = bootstrapCluster({ nowMs: now, clusterId: state.clusterId, ingressNetworkId: newId() }).create(
-    'node',
-    Node.fromPartial({
-      meta: { id: state.nodeId },
-      hostname: cfg.hostname,
-      role: NodeRole.NODE_ROLE_MANAGER,
-      availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE,
-      addresses: [hostOf(cfg.advertiseAddress)],
-      state: NodeState.NODE_STATE_READY,
-      stateChangedAt: { unixMs: now },
-    }),
-  );
+  // The CA state goes into the store with the cluster; the root files in
+  // <state-dir>/ca stay as the founder's copy.
+  const root = await loadRootCAFromDir(paths(cfg.stateDir).ca);
+  const founderCert = certificateObject({
+    nodeId: state.nodeId,
+    role: 'manager',
+    notAfterMs: certificateValidity(material.certChainPem).notAfterMs,
+    rootDigestHex: root.digestHex,
+    removed: false,
+  });
+  const tx = bootstrapCluster({ nowMs: now, clusterId: state.clusterId, ingressNetworkId: newId() })
+    .create('ca', authorityObject(state.clusterId, inMemoryStateFor(root).authority()))
+    .create('certificate', founderCert)
+    .create(
+      'node',
+      Node.fromPartial({
+        meta: { id: state.nodeId },
+        hostname: cfg.hostname,
+        role: NodeRole.NODE_ROLE_MANAGER,
+        availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE,
+        addresses: [hostOf(cfg.advertiseAddress)],
+        state: NodeState.NODE_STATE_READY,
+        stateChangedAt: { unixMs: now },
+      }),
+    );
   await manager.proposer.propose(tx.build());
 }
 
