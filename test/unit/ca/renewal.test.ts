@@ -10,6 +10,7 @@ import { createKeyAndCsr } from '../../../controlplane/ca/node-identity.js';
 import {
   CertificateRenewer,
   certificateValidity,
+  MAX_TIMER_DELAY_MS,
   RENEW_WINDOW_END,
   RENEW_WINDOW_START,
   renewalDelayMs,
@@ -86,6 +87,34 @@ test('a failed renewal is retried with growing backoff, then succeeds', async ()
   assert.ok(b - a >= 500 && b - a <= 1050, `first retry after ${b - a} ms`);
   assert.ok(c - b >= 1000 && c - b <= 2050, `second retry after ${c - b} ms`);
   assert.equal(clock.pendingTimers(), 0);
+});
+
+test('a 90-day certificate waits in timer steps a Node.js timer keeps (none past 2^31-1 ms fires at once)', async () => {
+  const clock = new ManualClock(0);
+  const delays: number[] = [];
+  const recording = {
+    nowMs: () => clock.nowMs(),
+    setTimer: (delayMs: number, fn: () => void) => {
+      delays.push(delayMs);
+      return clock.setTimer(delayMs, fn);
+    },
+  };
+  const root = await createRootCA({ clusterId: 'renew', nowMs: 0 });
+  const ca = new CertificateAuthority({ root, clock, lifetimeMs: 90 * 24 * HOUR_MS });
+  const { csrPem, privateKeyPem } = await createKeyAndCsr();
+  const issued = await ca.issueForJoinToken(ca.joinTokens().worker, csrPem, []);
+  const renewer = new CertificateRenewer(
+    { privateKeyPem, certChainPem: issued.certChainPem, trustBundlePem: root.certPem },
+    { clock: recording, rng: new SeededRng(3), renew: async (m) => m, onRenewed: () => {} },
+  );
+  renewer.start();
+  clock.advance(44 * 24 * HOUR_MS);
+  assert.equal(renewer.attemptTimesMs.length, 0, 'no renewal before 50% of 90 days');
+  clock.advance(28 * 24 * HOUR_MS);
+  await renewer.settled();
+  renewer.stop();
+  assert.equal(renewer.attemptTimesMs.length, 1);
+  assert.ok(delays.length >= 2 && delays.every((d) => d <= MAX_TIMER_DELAY_MS), `timer delays ${delays}`);
 });
 
 describe('renewal of a live node', () => {
