@@ -11,6 +11,7 @@ import { CertificateAuthority, inMemoryStateFor } from '../../controlplane/ca/ce
 import {
   createKeyAndCsr,
   loadNodeTlsMaterial,
+  type NodeTlsMaterial,
   saveNodeTlsMaterial,
   writeFileDurable,
 } from '../../controlplane/ca/node-identity.js';
@@ -46,6 +47,7 @@ import {
   ReloadableServerCredentials,
   SECURE_CHANNEL_OPTIONS,
 } from '../common/transport/credentials.js';
+import { startCertificateKeeping } from './certificate-keeping.js';
 import type { DaemonConfig } from './config.js';
 
 const log = subsystemLogger('meshd');
@@ -140,7 +142,9 @@ export interface RunningDaemon {
  */
 export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
   const p = paths(cfg.stateDir);
-  const state = readNodeState(cfg.stateDir);
+  let state = readNodeState(cfg.stateDir);
+  // One object for the life of the process: renewals replace its contents, so
+  // whatever builds credentials from it later (the agent's channels) gets the new certificate.
   const material = loadNodeTlsMaterial(p.tls);
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -149,37 +153,120 @@ export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
     stops.length = 0;
   };
   try {
-    let manager: ManagerNode | undefined;
-    let ca: CertificateAuthority | undefined;
-    let listenPort = 0;
-    if (state.role === 'manager') {
-      ({ manager, ca, listenPort } = await startManagerRole(cfg, state, material, stops));
-    }
+    let role: ManagerRole | undefined;
+    // The manager role stops on its own (a demotion), and last on shutdown.
+    stops.push(async () => {
+      await role?.stop();
+      role = undefined;
+    });
+    if (state.role === 'manager') role = await startManagerRole(cfg, state, material);
     // With port 0 (tests) the advertised port is the one the listener got.
     const advertise = cfg.advertiseAddress.endsWith(':0')
-      ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
+      ? `${cfg.advertiseAddress.slice(0, -2)}:${role?.listenPort ?? 0}`
       : cfg.advertiseAddress;
     const agent = startAgent({ ...cfg, advertiseAddress: advertise }, state, material, stops);
+    const changeRole = async (next: 'manager' | 'worker') => {
+      if (next === state.role) return;
+      if (next === 'manager') {
+        state = { ...state, role: 'manager', founder: false, bootstrapped: true };
+        resetRaftDir(p.raft);
+        writeNodeState(cfg.stateDir, state);
+        role = await startManagerRole(cfg, state, material);
+      } else {
+        const others = role?.otherManagerAddresses() ?? [];
+        await role?.leaveAndStop();
+        role = undefined;
+        resetRaftDir(p.raft);
+        state = { ...state, role: 'worker', founder: false, managers: others };
+        writeNodeState(cfg.stateDir, state);
+      }
+      log.info({ nodeId: state.nodeId, role: state.role }, 'node role changed');
+    };
+    stops.push(
+      startCertificateKeeping({
+        cfg: { ...cfg, advertiseAddress: advertise },
+        state: () => state,
+        material,
+        reload: (m) => role?.reload(m),
+        onRole: changeRole,
+      }),
+    );
     log.info({ nodeId: state.nodeId, role: state.role, listen: cfg.listenAddress }, 'node running');
-    return { state, manager, ca, agent, listenPort, stop: stopAll };
+    return {
+      get state() {
+        return state;
+      },
+      get manager() {
+        return role?.manager;
+      },
+      get ca() {
+        return role?.ca;
+      },
+      get listenPort() {
+        return role?.listenPort ?? 0;
+      },
+      agent,
+      stop: stopAll,
+    };
   } catch (err) {
     await stopAll();
     throw err;
   }
 }
 
+/** A demoted node's Raft state must not come back: a later promotion joins afresh. */
+function resetRaftDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+}
+
+/** The running manager role of this node. */
+interface ManagerRole {
+  manager: ManagerNode;
+  ca: CertificateAuthority;
+  listenPort: number;
+  /** Installs a renewed certificate in the role's TLS listeners. */
+  reload(material: NodeTlsMaterial): void;
+  /** host:port of the other managers (where a demoted node's agent goes). */
+  otherManagerAddresses(): string[];
+  /** Demotion: wait until the leader took this node out of the voters, then stop. */
+  leaveAndStop(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 async function startManagerRole(
   cfg: DaemonConfig,
   state: LocalNode,
-  material: ReturnType<typeof loadNodeTlsMaterial>,
+  material: NodeTlsMaterial,
+): Promise<ManagerRole> {
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'stop step failed'));
+    stops.length = 0;
+  };
+  try {
+    return await startManagerParts(cfg, state, material, stops, stopAll);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+async function startManagerParts(
+  cfg: DaemonConfig,
+  state: LocalNode,
+  material: NodeTlsMaterial,
   stops: (() => Promise<void>)[],
-): Promise<{ manager: ManagerNode; ca: CertificateAuthority; listenPort: number }> {
+  stopAll: () => Promise<void>,
+): Promise<ManagerRole> {
   const p = paths(cfg.stateDir);
+  const raftCredentials = new ReloadableServerCredentials(material);
   const manager = await ManagerNode.start({
     id: state.nodeId,
     dataDir: p.raft,
     listenAddress: cfg.raftListenAddress,
-    serverCredentials: new ReloadableServerCredentials(material),
+    serverCredentials: raftCredentials,
     channelCredentials: createChannelCredentials(material, {
       clusterId: state.clusterId,
       organizationalUnit: roleToOu('manager'),
@@ -250,11 +337,8 @@ async function startManagerRole(
   tcp.addService(DispatcherServiceService, dispatcher.implementation());
   addMembershipService(tcp, manager);
   stops.push(() => shutdown(tcp));
-  listenPort = await bindSecure(
-    tcp,
-    cfg.listenAddress,
-    new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true }),
-  );
+  const tcpCredentials = new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true });
+  listenPort = await bindSecure(tcp, cfg.listenAddress, tcpCredentials);
   const local = new grpc.Server();
   addControlService(local, new ControlApi(manager));
   local.addService(CAServiceService, createCaServiceHandlers(ca));
@@ -263,7 +347,35 @@ async function startManagerRole(
     rmSync(cfg.socketPath, { force: true });
   });
   await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
-  return { manager, ca, listenPort };
+  const port = () => advertised().split(':').pop();
+  return {
+    manager,
+    ca,
+    listenPort,
+    reload: (m) => {
+      raftCredentials.reload(m);
+      tcpCredentials.reload(m);
+    },
+    otherManagerAddresses: () =>
+      manager.store
+        .list('node')
+        .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && n.meta?.id !== state.nodeId && n.addresses[0])
+        .map((n) => `${n.addresses[0]}:${port()}`),
+    leaveAndStop: async () => {
+      // The leader removes a voter whose Node turned worker; stopping first
+      // could leave the rest without a quorum to commit that removal.
+      const deadline = Date.now() + 10_000;
+      while (!manager.isLeader() && manager.raft.status().confState.voters.includes(state.nodeId)) {
+        if (Date.now() > deadline) {
+          log.warn('still a Raft voter 10 s after demotion; stopping anyway');
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await stopAll();
+    },
+    stop: stopAll,
+  };
 }
 
 function startAgent(
