@@ -25,6 +25,7 @@ import {
   addMembershipService,
   LEADER_NODE_ADDRESS_METADATA_KEY,
 } from '../../controlplane/manager/membership-service.js';
+import { otherManagerHosts, readReplicaOffline } from '../../controlplane/manager/offline-replica.js';
 import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
 import { EmbeddedDns } from '../../dataplane/dns/embedded.js';
 import { buildNodeDataplane } from '../../dataplane/reconciler/node.js';
@@ -582,8 +583,13 @@ export async function joinNode(cfg: DaemonConfig, managerAddress: string, token:
   return state;
 }
 
-/** `meshd leave`: forget this host's membership (state dir). `--force` is needed for a manager. */
-export function leaveNode(cfg: DaemonConfig, force: boolean): void {
+/**
+ * `meshd leave`: forget this host's membership (state dir). `--force` is
+ * needed for a manager, which first asks the other managers (read from its
+ * stopped replica) to take it out of the Raft voters (LeaveRaft). Returns
+ * warnings for the operator (a manager that could not leave Raft cleanly).
+ */
+export async function leaveNode(cfg: DaemonConfig, force: boolean): Promise<string[]> {
   const state = readNodeState(cfg.stateDir);
   if (state.role === 'manager' && !force)
     throw new MeshError(
@@ -595,5 +601,55 @@ export function leaveNode(cfg: DaemonConfig, force: boolean): void {
       'DAEMON_RUNNING',
       `meshd seems to run here (${cfg.socketPath} exists): stop it first`,
     );
+  const warnings: string[] = [];
+  if (state.role === 'manager') {
+    try {
+      await leaveRaft(cfg, state);
+    } catch (err) {
+      warnings.push(
+        `could not leave the Raft voters (${errorMessage(err)}); remove this node from another manager with "meshctl node demote ${state.nodeId}"`,
+      );
+    }
+  }
   rmSync(cfg.stateDir, { recursive: true, force: true });
+  return warnings;
+}
+
+/** Asks the other managers, following leader hints, to remove this node from the Raft voters. */
+async function leaveRaft(cfg: DaemonConfig, state: LocalNode): Promise<void> {
+  const p = paths(cfg.stateDir);
+  const replica = await readReplicaOffline(p.raft);
+  const port = cfg.listenAddress.slice(cfg.listenAddress.lastIndexOf(':') + 1);
+  const targets = [
+    ...new Set([
+      ...otherManagerHosts(replica, state.nodeId).map((h) => `${h}:${port}`),
+      ...(state.managers ?? []),
+    ]),
+  ];
+  if (targets.length === 0) throw new MeshError('RAFT_LEAVE_FAILED', 'no other manager is known');
+  const creds = createChannelCredentials(loadNodeTlsMaterial(p.tls), {
+    clusterId: state.clusterId,
+    organizationalUnit: roleToOu('manager'),
+  });
+  let lastError: unknown;
+  for (let attempt = 0; attempt < targets.length + 3 && targets.length > 0; attempt++) {
+    const target = targets[attempt % targets.length]!;
+    const client = new RaftMembershipServiceClient(target, creds, SECURE_CHANNEL_OPTIONS);
+    try {
+      await new Promise<void>((resolve, reject) =>
+        client.leaveRaft({}, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) =>
+          err === null ? resolve() : reject(err),
+        ),
+      );
+      return;
+    } catch (err) {
+      lastError = err;
+      const leader = (err as grpc.ServiceError).metadata?.get(LEADER_NODE_ADDRESS_METADATA_KEY)[0];
+      if (typeof leader === 'string' && leader !== '')
+        targets.unshift(leader.includes(':') ? leader : `${leader}:${port}`);
+    } finally {
+      client.close();
+    }
+  }
+  throw lastError;
 }

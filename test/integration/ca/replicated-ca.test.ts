@@ -4,7 +4,8 @@
  * the CA and the join tokens from the Raft-replicated store.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { NodeRole } from '../../../src/api/gen/meshd/v1/objects.js';
@@ -104,5 +105,14 @@ describe('CA replicated across three managers', () => {
       async () => (await lab.readyNodes('h3')).includes('h4 worker'),
       30_000,
     );
+  });
+
+  test('meshd leave --force on the killed founder takes it out of the Raft voters through a survivor', async () => {
+    // kill -9 left its socket file behind; leave refuses while one exists.
+    rmSync(join(lab.dir, 'h1.sock'), { force: true });
+    const left = lab.meshd('h1', 'leave', '--force');
+    assert.equal(left.status, 0, left.stderr);
+    assert.doesNotMatch(left.stderr, /warning/, 'LeaveRaft was not confirmed');
+    assert.equal(existsSync(lab.stateDir('h1')), false);
   });
 });
