@@ -632,12 +632,13 @@ async function leaveRaft(cfg: DaemonConfig, state: LocalNode): Promise<void> {
     organizationalUnit: roleToOu('manager'),
   });
   let lastError: unknown;
-  for (let attempt = 0; attempt < targets.length + 3 && targets.length > 0; attempt++) {
-    const target = targets[attempt % targets.length]!;
+  // Each manager once, plus the leaders they name (tried next).
+  for (let attempt = 0; attempt < 6 && targets.length > 0; attempt++) {
+    const target = targets.shift()!;
     const client = new RaftMembershipServiceClient(target, creds, SECURE_CHANNEL_OPTIONS);
     try {
       await new Promise<void>((resolve, reject) =>
-        client.leaveRaft({}, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) =>
+        client.leaveRaft({}, new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (err) =>
           err === null ? resolve() : reject(err),
         ),
       );

@@ -67,10 +67,11 @@ export class ClusterLab {
     ];
   }
 
+  /** Bounded at 120 s: on this shared 2-core machine a node process can take seconds just to start. */
   inHost(name: string, argv: string[]): SpawnSyncReturns<string> {
     return spawnSync('nsenter', [`--net=/run/netns/${this.host(name).netns}`, ...argv], {
       encoding: 'utf8',
-      timeout: 60_000,
+      timeout: 120_000,
     });
   }
 
