@@ -48,11 +48,18 @@ const STATUS_BY_CODE: Record<string, grpc.status> = {
   NODE_REMOVED: grpc.status.PERMISSION_DENIED,
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   EXTERNAL_CA_FAILED: grpc.status.UNAVAILABLE,
+  CA_NOT_READY: grpc.status.UNAVAILABLE,
+  NOT_LEADER: grpc.status.UNAVAILABLE,
 };
 
 function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   if (err instanceof MeshError)
-    return { code: STATUS_BY_CODE[err.code] ?? grpc.status.FAILED_PRECONDITION, details: err.message };
+    return {
+      code:
+        STATUS_BY_CODE[err.code] ??
+        (err.code.startsWith('RAFT_') ? grpc.status.UNAVAILABLE : grpc.status.FAILED_PRECONDITION),
+      details: err.message,
+    };
   log.error({ err: errorMessage(err) }, 'CA handler failed');
   return { code: grpc.status.INTERNAL, details: `internal CA error: ${errorMessage(err)}` };
 }
@@ -138,7 +145,7 @@ export function createCaServiceHandlers(ca: CertificateAuthority): CAServiceServ
       }
     }),
     getJoinTokens: unary(async () => {
-      const t = ca.tokens.current();
+      const t = ca.joinTokens();
       return {
         workerToken: t.worker,
         managerToken: t.manager,
@@ -146,11 +153,14 @@ export function createCaServiceHandlers(ca: CertificateAuthority): CAServiceServ
       };
     }),
     rotateJoinToken: unary(async (call) => ({
-      token: ca.tokens.rotate(roleFromProto(call.request.role, 'role'), call.request.expiresAt?.unixMs),
+      token: await ca.rotateJoinToken(
+        roleFromProto(call.request.role, 'role'),
+        call.request.expiresAt === undefined ? undefined : Number(call.request.expiresAt.unixMs),
+      ),
     })),
     removeNode: unary(async (call) => {
       if (call.request.nodeId === '') throw new ValidationError('nodeId', 'nodeId must not be empty');
-      ca.removeNode(call.request.nodeId);
+      await ca.removeNode(call.request.nodeId);
       return {};
     }),
   };

@@ -4,8 +4,8 @@
  * removed nodes. Signing goes through a NodeCertificateSigner: the local root
  * key, or an external CFSSL signer (external-signer.ts).
  *
- * Today this state lives in memory on one manager; the replicated store will
- * own the records later (the methods are the seam).
+ * The state itself lives behind a CaStateStore (ca-state.ts): in memory for
+ * one process, or in the replicated store so every manager is the same CA.
  */
 import type { Clock } from '../../src/common/clock.js';
 import { MeshError, ValidationError } from '../../src/common/errors.js';
@@ -18,14 +18,23 @@ import {
   type IssuedCertificate,
   type IssueRequest,
   issueNodeCertificate,
+  loadRootCA,
   type NodeRole,
   type RootCA,
   type RootCertificate,
   type Signer,
   validateLifetimeMs,
 } from './authority.js';
-import { JoinTokens } from './join-token.js';
-import { joinPem } from './x509.js';
+import {
+  type AuthorityState,
+  authorityOrThrow,
+  type CaStateStore,
+  InMemoryCaState,
+  type StoredNodeCertificate,
+  type StoredRoot,
+} from './ca-state.js';
+import { type JoinTokenState, JoinTokens, newJoinToken } from './join-token.js';
+import { certificateDigest, joinPem } from './x509.js';
 
 /** Signs a node certificate for a request whose subject the CA already decided. */
 export interface NodeCertificateSigner {
@@ -55,60 +64,75 @@ export type CertificateStatus =
   | { state: 'unknown' };
 
 export interface CertificateAuthorityOptions {
+  /**
+   * Where the state lives. Without it, `root` starts an in-memory state
+   * with new join tokens (one process: tests, `meshd init`).
+   */
+  state?: CaStateStore;
   /** With its key the CA signs locally; without, `signer` (an external CA) is required. */
-  root: RootCA | RootCertificate;
+  root?: RootCA | RootCertificate;
   clock: Clock;
   lifetimeMs?: number;
   /** Defaults to signing with the root key here. */
   signer?: NodeCertificateSigner;
 }
 
-interface Rotation {
-  next: RootCA;
-  crossSignedPem: string;
-  /** How many nodes are told to renew at a time. */
-  batchSize: number;
+export const DEFAULT_ROTATION_BATCH_SIZE = 10;
+/** Expired denylist entries dropped per removal (bounds one transaction). */
+const MAX_PRUNED_PER_REMOVAL = 100;
+
+/** A fresh in-memory state for a root: new worker and manager tokens. */
+export function inMemoryStateFor(root: RootCA | RootCertificate): InMemoryCaState {
+  const digest = root.digestHex;
+  return new InMemoryCaState(root.clusterId, {
+    root: { certPem: root.certPem, keyPem: hasRootKey(root) ? root.privateKeyPem : '' },
+    tokens: { worker: newJoinToken(digest), manager: newJoinToken(digest) },
+  });
 }
 
-export const DEFAULT_ROTATION_BATCH_SIZE = 10;
-
 export class CertificateAuthority {
-  private root: RootCA | RootCertificate;
-  private rotation: Rotation | undefined;
+  readonly state: CaStateStore;
   private readonly clock: Clock;
   private readonly lifetimeMs: number;
   private readonly externalSigner: NodeCertificateSigner | undefined;
-  private localSigner: LocalSigner | undefined;
-  readonly tokens: JoinTokens;
-  private readonly nodes = new Map<string, NodeRecord>();
-  /** Node ID to the time its last certificate expires; after that TLS refuses it anyway. */
-  private readonly denylist = new Map<string, number>();
+  /** Imported root keys by certificate + key PEM (importing is async and costs a few ms). */
+  private readonly roots = new Map<string, Promise<RootCA>>();
+  private readonly digests = new Map<string, string>();
 
   constructor(opts: CertificateAuthorityOptions) {
-    this.root = opts.root;
+    if (opts.state === undefined && opts.root === undefined)
+      throw new ValidationError('root', 'a CA needs its state or a root certificate');
+    this.state = opts.state ?? inMemoryStateFor(opts.root!);
     this.clock = opts.clock;
     this.lifetimeMs = opts.lifetimeMs ?? DEFAULT_NODE_CERT_LIFETIME_MS;
     validateLifetimeMs(this.lifetimeMs);
     this.externalSigner = opts.signer;
-    this.localSigner = hasRootKey(opts.root) ? new LocalSigner(opts.root) : undefined;
-    if (this.localSigner === undefined && opts.signer === undefined)
+    if (opts.root !== undefined && hasRootKey(opts.root))
+      this.roots.set(rootKey(opts.root), Promise.resolve(opts.root));
+    const a = this.state.authority();
+    if (a !== undefined && a.root.keyPem === '' && opts.signer === undefined)
       throw new ValidationError('signer', 'the root CA key is not here, so an external signer is required');
-    this.tokens = JoinTokens.forRoot(opts.root.certPem);
   }
 
   get clusterId(): string {
-    return this.root.clusterId;
+    return this.state.clusterId;
+  }
+
+  /** Whether the state is here (a new manager may still be catching up). */
+  isReady(): boolean {
+    return this.state.authority() !== undefined;
   }
 
   rootCertificatePem(): string {
-    return this.root.certPem;
+    return authorityOrThrow(this.state).root.certPem;
   }
 
   /** Roots a node should trust now: the current one, plus the next during a rotation. */
   trustBundlePem(): string {
-    return this.rotation === undefined
-      ? joinPem(this.root.certPem)
-      : joinPem(this.root.certPem, this.rotation.next.certPem);
+    const a = authorityOrThrow(this.state);
+    return a.rotation === undefined
+      ? joinPem(a.root.certPem)
+      : joinPem(a.root.certPem, a.rotation.next.certPem);
   }
 
   /** The options the transport's authorization interceptor needs from the CA. */
@@ -118,7 +142,7 @@ export class CertificateAuthority {
       isDenied: (nodeId) => this.isDenied(nodeId),
       isValidJoinToken: (token) => {
         try {
-          this.tokens.validate(token, this.clock.nowMs());
+          this.validateJoinToken(token);
           return true;
         } catch {
           return false;
@@ -127,13 +151,44 @@ export class CertificateAuthority {
     };
   }
 
+  joinTokens(): JoinTokenState {
+    return authorityOrThrow(this.state).tokens;
+  }
+
+  /** The role a token grants, or JOIN_TOKEN_INVALID naming why not (this manager's copy). */
+  validateJoinToken(token: string): NodeRole {
+    const a = authorityOrThrow(this.state);
+    return new JoinTokens(this.digest(a.root.certPem), a.tokens).validate(token, this.clock.nowMs());
+  }
+
+  /** A rotated-out token stops working on every manager once the change commits. */
+  async rotateJoinToken(role: NodeRole, expiresAtMs?: number): Promise<string> {
+    let token = '';
+    await this.state.updateAuthority((a) => {
+      token = newJoinToken(this.digest(a.root.certPem));
+      const tokens: JoinTokenState = { ...a.tokens, [role]: token };
+      if (expiresAtMs !== undefined) tokens.expiresAtMs = expiresAtMs;
+      return { ...a, tokens };
+    });
+    return token;
+  }
+
+  async setJoinTokenExpiry(expiresAtMs: number | undefined): Promise<void> {
+    await this.state.updateAuthority((a) => {
+      const { expiresAtMs: _old, ...tokens } = a.tokens;
+      return { ...a, tokens: expiresAtMs === undefined ? tokens : { ...tokens, expiresAtMs } };
+    });
+  }
+
   /** A new node presenting a join token: the token decides the role, the CA picks the node ID. */
   async issueForJoinToken(
     token: string,
     csrPem: string,
     addresses: readonly string[],
   ): Promise<NodeRecord & IssuedCertificate> {
-    const role = this.tokens.validate(token, this.clock.nowMs());
+    // A token rotated on another manager a moment ago must be refused here too.
+    await this.state.sync();
+    const role = this.validateJoinToken(token);
     return this.issue(newId(), role, csrPem, addresses);
   }
 
@@ -148,13 +203,14 @@ export class CertificateAuthority {
         'NODE_REMOVED',
         `node ${caller.nodeId} was removed from the cluster and cannot renew`,
       );
-    const role = this.nodes.get(caller.nodeId)?.role ?? caller.role;
+    const role =
+      this.state.wantedRole(caller.nodeId) ?? this.state.record(caller.nodeId)?.role ?? caller.role;
     return this.issue(caller.nodeId, role, csrPem, addresses);
   }
 
   private async issue(nodeId: string, role: NodeRole, csrPem: string, addresses: readonly string[]) {
-    const signer = this.externalSigner ?? this.localSigner;
-    if (signer === undefined) throw new MeshError('NO_SIGNER', 'this CA has no signer');
+    const a = authorityOrThrow(this.state);
+    const signer = await this.signerFor(a);
     const issued = await signer.sign({
       csrPem,
       nodeId,
@@ -164,53 +220,98 @@ export class CertificateAuthority {
       lifetimeMs: this.lifetimeMs,
       nowMs: this.clock.nowMs(),
     });
-    const record: NodeRecord = {
+    const stored: StoredNodeCertificate = {
       nodeId,
       role,
       notAfterMs: issued.notAfterMs,
-      rootDigestHex: (this.rotation?.next ?? this.root).digestHex,
-      roleChanged: false,
+      rootDigestHex: this.digest((a.rotation?.next ?? a.root).certPem),
+      removed: false,
     };
-    this.nodes.set(nodeId, record);
+    await this.state.putRecord(stored);
+    const record: NodeRecord = { ...stored, roleChanged: false };
     return { ...record, ...issued };
   }
 
+  private async signerFor(a: AuthorityState): Promise<NodeCertificateSigner> {
+    if (this.externalSigner !== undefined) return this.externalSigner;
+    if (a.rotation !== undefined) {
+      const next = await this.rootWithKey(a.rotation.next);
+      return new LocalSigner({ ...next, chainPem: a.rotation.crossSignedPem });
+    }
+    return new LocalSigner(await this.rootWithKey(a.root));
+  }
+
+  private rootWithKey(root: StoredRoot): Promise<RootCA> {
+    if (root.keyPem === '')
+      throw new MeshError('NO_SIGNER', 'this CA has no root key and no external signer');
+    const key = rootKey({ certPem: root.certPem, privateKeyPem: root.keyPem });
+    let loaded = this.roots.get(key);
+    if (loaded === undefined) {
+      loaded = loadRootCA(root.certPem, root.keyPem);
+      this.roots.set(key, loaded);
+    }
+    return loaded;
+  }
+
+  private digest(certPem: string): string {
+    let d = this.digests.get(certPem);
+    if (d === undefined) {
+      d = certificateDigest(certPem);
+      this.digests.set(certPem, d);
+    }
+    return d;
+  }
+
   /** Promotion or demotion: the node's next certificate carries the new OU; status says renew. */
-  setRole(nodeId: string, role: NodeRole): void {
-    const record = this.nodes.get(nodeId);
-    if (record === undefined)
+  async setRole(nodeId: string, role: NodeRole): Promise<void> {
+    if (this.state.record(nodeId) === undefined)
       throw new ValidationError('nodeId', `node "${nodeId}" has no certificate from this CA`);
-    if (record.role !== role) this.nodes.set(nodeId, { ...record, role, roleChanged: true });
+    await this.state.setWantedRole(nodeId, role);
   }
 
   /** A removed node is refused by every check until its last certificate would have expired. */
-  removeNode(nodeId: string): void {
-    const record = this.nodes.get(nodeId);
-    const untilMs = record?.notAfterMs ?? this.clock.nowMs() + this.lifetimeMs;
-    this.denylist.set(nodeId, untilMs);
-    this.nodes.delete(nodeId);
+  async removeNode(nodeId: string): Promise<void> {
+    const nowMs = this.clock.nowMs();
+    const record = this.state.record(nodeId);
+    await this.state.putRecord({
+      nodeId,
+      role: record?.role ?? 'worker',
+      rootDigestHex: record?.rootDigestHex ?? '',
+      notAfterMs: record?.notAfterMs ?? nowMs + this.lifetimeMs,
+      removed: true,
+    });
+    const expired = this.state
+      .records()
+      .filter((r) => r.removed && r.notAfterMs < nowMs)
+      .slice(0, MAX_PRUNED_PER_REMOVAL)
+      .map((r) => r.nodeId);
+    if (expired.length > 0) await this.state.deleteRecords(expired);
   }
 
   isDenied(nodeId: string): boolean {
-    const untilMs = this.denylist.get(nodeId);
-    if (untilMs === undefined) return false;
-    if (this.clock.nowMs() > untilMs) {
-      this.denylist.delete(nodeId);
-      return false;
-    }
-    return true;
+    const r = this.state.record(nodeId);
+    return r?.removed === true && this.clock.nowMs() <= r.notAfterMs;
   }
 
   status(nodeId: string): CertificateStatus {
-    if (this.isDenied(nodeId)) return { state: 'removed' };
-    const record = this.nodes.get(nodeId);
-    if (record === undefined) return { state: 'unknown' };
+    const r = this.state.record(nodeId);
+    if (r === undefined) return { state: 'unknown' };
+    if (r.removed) return this.clock.nowMs() <= r.notAfterMs ? { state: 'removed' } : { state: 'unknown' };
+    const wanted = this.state.wantedRole(nodeId) ?? r.role;
+    const record: NodeRecord = {
+      nodeId,
+      role: wanted,
+      notAfterMs: r.notAfterMs,
+      rootDigestHex: r.rootDigestHex,
+      roleChanged: wanted !== r.role,
+    };
     if (record.roleChanged) return { state: 'renew', record };
-    if (this.rotation === undefined || record.rootDigestHex === this.rotation.next.digestHex)
+    const rotation = this.state.authority()?.rotation;
+    if (rotation === undefined || r.rootDigestHex === this.digest(rotation.next.certPem))
       return { state: 'current', record };
     // Rotation batches: only the first batchSize pending nodes (in a stable
     // order) are told to renew; as they do, the next ones move up.
-    const batch = this.nodesPendingRotation().sort().slice(0, this.rotation.batchSize);
+    const batch = this.nodesPendingRotation().sort().slice(0, rotation.batchSize);
     return { state: batch.includes(nodeId) ? 'renew' : 'current', record };
   }
 
@@ -227,36 +328,53 @@ export class CertificateAuthority {
         'root',
         `next root is for cluster "${next.clusterId}", not "${this.clusterId}"`,
       );
-    if (!hasRootKey(this.root) || this.externalSigner !== undefined)
+    const a = authorityOrThrow(this.state);
+    if (a.root.keyPem === '' || this.externalSigner !== undefined)
       throw new MeshError(
         'ROTATION_UNSUPPORTED',
         'root rotation needs the current root key here (not in external CA mode)',
       );
-    const crossSignedPem = await crossSign(this.root, next, this.clock.nowMs());
-    this.rotation = { next, crossSignedPem, batchSize };
-    this.localSigner = new LocalSigner({ ...next, chainPem: crossSignedPem });
+    const crossSignedPem = await crossSign(await this.rootWithKey(a.root), next, this.clock.nowMs());
+    this.roots.set(rootKey(next), Promise.resolve(next));
+    await this.state.updateAuthority((current) => ({
+      ...current,
+      rotation: { next: { certPem: next.certPem, keyPem: next.privateKeyPem }, crossSignedPem, batchSize },
+    }));
   }
 
   /** Nodes still holding a certificate from the old root (the rotation waits for none). */
   nodesPendingRotation(): string[] {
-    if (this.rotation === undefined) return [];
-    const want = this.rotation.next.digestHex;
-    return [...this.nodes.values()].filter((r) => r.rootDigestHex !== want).map((r) => r.nodeId);
+    const rotation = this.state.authority()?.rotation;
+    if (rotation === undefined) return [];
+    const want = this.digest(rotation.next.certPem);
+    return this.state
+      .records()
+      .filter((r) => !r.removed && r.rootDigestHex !== want)
+      .map((r) => r.nodeId);
   }
 
   /** Root rotation, last step: the old root is retired, tokens pin the new one. */
-  finishRootRotation(): void {
-    if (this.rotation === undefined) throw new MeshError('NO_ROTATION', 'no root rotation is in progress');
+  async finishRootRotation(): Promise<void> {
+    if (this.state.authority()?.rotation === undefined)
+      throw new MeshError('NO_ROTATION', 'no root rotation is in progress');
     const pending = this.nodesPendingRotation();
     if (pending.length > 0)
       throw new MeshError(
         'ROTATION_PENDING',
         `cannot retire the old root: ${pending.length} node(s) still hold certificates from it (${pending.slice(0, 5).join(', ')})`,
       );
-    const next = this.rotation.next;
-    this.root = next;
-    this.rotation = undefined;
-    this.localSigner = new LocalSigner(next);
-    this.tokens.rebase(this.root.certPem);
+    await this.state.updateAuthority((a) => {
+      if (a.rotation === undefined) throw new MeshError('NO_ROTATION', 'no root rotation is in progress');
+      const digest = this.digest(a.rotation.next.certPem);
+      return {
+        root: a.rotation.next,
+        rotation: undefined,
+        tokens: { worker: newJoinToken(digest), manager: newJoinToken(digest) },
+      };
+    });
   }
+}
+
+function rootKey(root: { certPem: string; privateKeyPem: string }): string {
+  return `${root.certPem}\n${root.privateKeyPem}`;
 }

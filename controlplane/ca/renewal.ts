@@ -18,6 +18,8 @@ export const RENEW_WINDOW_START = 0.5;
 export const RENEW_WINDOW_END = 0.8;
 export const RETRY_BASE_MS = 1_000;
 export const RETRY_MAX_MS = 60_000;
+/** The longest delay a Node.js timer keeps (2^31-1 ms). */
+export const MAX_TIMER_DELAY_MS = 2_147_483_647;
 
 export interface Validity {
   notBeforeMs: number;
@@ -111,9 +113,13 @@ export class CertificateRenewer {
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.cancelTimer?.();
-    this.cancelTimer = this.opts.clock.setTimer(delayMs, () => {
+    // setTimeout fires at once for delays past 2^31-1 ms (24.8 days), and a
+    // 90-day certificate renews 45+ days out: wait in steps.
+    const stepMs = Math.min(delayMs, MAX_TIMER_DELAY_MS);
+    this.cancelTimer = this.opts.clock.setTimer(stepMs, () => {
       this.cancelTimer = undefined;
-      void this.runAttempt();
+      if (delayMs > stepMs) this.schedule(delayMs - stepMs);
+      else void this.runAttempt();
     });
   }
 

@@ -206,6 +206,8 @@ export class MemoryStore implements StoreView {
       tasks: sortedRows(this.list('task')),
       networks: sortedRows(this.list('network')),
       clusters: sortedRows(this.list('cluster')),
+      cas: sortedRows(this.list('ca')),
+      certificates: sortedRows(this.list('certificate')),
     });
   }
 
@@ -220,6 +222,8 @@ export class MemoryStore implements StoreView {
     put('task', snapshot.tasks);
     put('network', snapshot.networks);
     put('cluster', snapshot.clusters);
+    put('ca', snapshot.cas);
+    put('certificate', snapshot.certificates);
     this.appliedIndex = snapshot.index;
     for (const l of this.listeners) l.fn({ type: 'restored', index: snapshot.index });
   }

@@ -1,7 +1,9 @@
 import type {
+  CertificateAuthorityState,
   Cluster,
   NetworkObject,
   Node,
+  NodeCertificate,
   ServiceObject,
   Task,
 } from '../../src/api/gen/meshd/v1/objects.js';
@@ -13,10 +15,22 @@ export interface ObjectsByKind {
   task: Task;
   network: NetworkObject;
   cluster: Cluster;
+  /** The CA's replicated state (controlplane/ca): one object, holds the root key. */
+  ca: CertificateAuthorityState;
+  /** What the CA issued to each node, by node ID, plus removed nodes. */
+  certificate: NodeCertificate;
 }
 
 export type ObjectKind = keyof ObjectsByKind;
-export const OBJECT_KINDS: readonly ObjectKind[] = ['node', 'service', 'task', 'network', 'cluster'];
+export const OBJECT_KINDS: readonly ObjectKind[] = [
+  'node',
+  'service',
+  'task',
+  'network',
+  'cluster',
+  'ca',
+  'certificate',
+];
 
 /** Secondary indexes; each maps an object to at most one key. */
 export const INDEX_NAMES = {
@@ -25,6 +39,8 @@ export const INDEX_NAMES = {
   task: ['service', 'node', 'slot', 'desired'],
   network: ['name'],
   cluster: ['name'],
+  ca: [],
+  certificate: [],
 } as const;
 
 export type IndexName<K extends ObjectKind> = (typeof INDEX_NAMES)[K][number];

@@ -113,7 +113,11 @@ export function addNodeCommands(program: Command, ctx: CliContext): void {
     .action(async (names: string[], opts: { force?: boolean }) => {
       nodeList();
       for (const name of names) {
+        const { node: n } = await ctx.clients.control.getNode({ node: name, read: undefined });
         await ctx.clients.control.deleteNode({ node: name, force: opts.force === true });
+        // Then every manager refuses its certificate until it would have expired.
+        const nodeId = n?.meta?.id;
+        if (nodeId !== undefined && nodeId !== '') await ctx.clients.ca.removeNode({ nodeId });
         ctx.out(name);
       }
     });

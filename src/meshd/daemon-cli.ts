@@ -66,7 +66,8 @@ export function addDaemonCommands(program: Command): void {
     .description("forget this host's membership (stop meshd first)")
     .option('-f, --force', 'leave even as a manager')
     .action(async (flags: Flags & { force?: boolean }) => {
-      leaveNode(configFrom(flags), flags.force === true);
+      const warnings = await leaveNode(configFrom(flags), flags.force === true);
+      for (const w of warnings) process.stderr.write(`meshd: warning: ${w}\n`);
       process.stdout.write('left the mesh\n');
     });
 

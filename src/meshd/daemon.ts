@@ -7,13 +7,16 @@ import { bootstrapCluster } from '../../controlplane/allocator/config.js';
 import { createRootCA, loadRootCAFromDir, roleToOu, saveRootCA } from '../../controlplane/ca/authority.js';
 import { joinCluster } from '../../controlplane/ca/ca-client.js';
 import { createCaServer, createCaServiceHandlers } from '../../controlplane/ca/ca-service.js';
-import { CertificateAuthority } from '../../controlplane/ca/certificate-authority.js';
+import { CertificateAuthority, inMemoryStateFor } from '../../controlplane/ca/certificate-authority.js';
 import {
   createKeyAndCsr,
   loadNodeTlsMaterial,
+  type NodeTlsMaterial,
   saveNodeTlsMaterial,
   writeFileDurable,
 } from '../../controlplane/ca/node-identity.js';
+import { certificateValidity } from '../../controlplane/ca/renewal.js';
+import { authorityObject, certificateObject, StoreCaState } from '../../controlplane/ca/store-ca-state.js';
 import { ControlApi } from '../../controlplane/controlapi/control-api.js';
 import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
 import { DISPATCHER_POLICY, Dispatcher } from '../../controlplane/dispatcher/server.js';
@@ -22,6 +25,7 @@ import {
   addMembershipService,
   LEADER_NODE_ADDRESS_METADATA_KEY,
 } from '../../controlplane/manager/membership-service.js';
+import { otherManagerHosts, readReplicaOffline } from '../../controlplane/manager/offline-replica.js';
 import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
 import { EmbeddedDns } from '../../dataplane/dns/embedded.js';
 import { logLbBackend, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
@@ -37,13 +41,14 @@ import { systemClock } from '../common/clock.js';
 import { errorMessage, MeshError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { subsystemLogger } from '../common/logger.js';
-import { createAuthorizationInterceptor, servicePolicy } from '../common/transport/authorization.js';
+import { servicePolicy } from '../common/transport/authorization.js';
 import {
   bindSecure,
   createChannelCredentials,
   ReloadableServerCredentials,
   SECURE_CHANNEL_OPTIONS,
 } from '../common/transport/credentials.js';
+import { startCertificateKeeping } from './certificate-keeping.js';
 import type { DaemonConfig } from './config.js';
 import { addDiagService, type DiagSources } from './diag.js';
 
@@ -98,9 +103,7 @@ export async function initNode(cfg: DaemonConfig): Promise<LocalNode> {
   saveRootCA(p.ca, root);
   const ca = new CertificateAuthority({ root, clock: systemClock });
   const { privateKeyPem, csrPem } = await createKeyAndCsr();
-  const issued = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, [
-    hostOf(cfg.advertiseAddress),
-  ]);
+  const issued = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, [hostOf(cfg.advertiseAddress)]);
   saveNodeTlsMaterial(p.tls, {
     privateKeyPem,
     certChainPem: issued.certChainPem,
@@ -125,6 +128,7 @@ function hostOf(hostPort: string): string {
 export interface RunningDaemon {
   state: LocalNode;
   manager: ManagerNode | undefined;
+  /** The CA on a manager (every manager serves it), undefined on a worker. */
   ca: CertificateAuthority | undefined;
   agent: Agent;
   /** Port of the mTLS listener (CA + dispatcher) on a manager, 0 on a worker. */
@@ -140,7 +144,9 @@ export interface RunningDaemon {
  */
 export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
   const p = paths(cfg.stateDir);
-  const state = readNodeState(cfg.stateDir);
+  let state = readNodeState(cfg.stateDir);
+  // One object for the life of the process: renewals replace its contents, so
+  // whatever builds credentials from it later (the agent's channels) gets the new certificate.
   const material = loadNodeTlsMaterial(p.tls);
   const stops: (() => Promise<void>)[] = [];
   const stopAll = async () => {
@@ -149,45 +155,147 @@ export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
     stops.length = 0;
   };
   try {
-    let manager: ManagerNode | undefined;
-    let ca: CertificateAuthority | undefined;
-    let listenPort = 0;
-    const diag = diagSourcesFor(cfg, state, material.certChainPem);
-    if (state.role === 'manager') {
-      ({ manager, ca, listenPort } = await startManagerRole(cfg, state, material, stops, diag));
-    }
+    let role: ManagerRole | undefined;
+    let workerSocket: (() => Promise<void>) | undefined;
+    // The manager role stops on its own (a demotion), and last on shutdown.
+    stops.push(async () => {
+      await role?.stop();
+      role = undefined;
+    });
+    stops.push(async () => {
+      await workerSocket?.();
+      workerSocket = undefined;
+    });
+    // Read at each diag call: the role and the certificate change under a promotion or renewal.
+    const diag: DiagSources = {
+      get node() {
+        return { nodeId: state.nodeId, clusterId: state.clusterId, role: state.role, hostname: cfg.hostname };
+      },
+      get certChainPem() {
+        return material.certChainPem;
+      },
+      clock: systemClock,
+      get manager() {
+        return role?.manager;
+      },
+      agent: undefined,
+    };
+    if (state.role === 'manager') role = await startManagerRole(cfg, state, material, diag);
     // With port 0 (tests) the advertised port is the one the listener got.
     const advertise = cfg.advertiseAddress.endsWith(':0')
-      ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
+      ? `${cfg.advertiseAddress.slice(0, -2)}:${role?.listenPort ?? 0}`
       : cfg.advertiseAddress;
     const agent = await startAgent({ ...cfg, advertiseAddress: advertise }, state, material, stops);
-    Object.assign(diag, { manager, agent });
-    if (state.role === 'worker') await serveWorkerSocket(cfg, diag, stops);
+    diag.agent = agent;
+    if (state.role === 'worker') workerSocket = await serveWorkerSocket(cfg, diag);
+    const changeRole = async (next: 'manager' | 'worker') => {
+      if (next === state.role) return;
+      if (next === 'manager') {
+        state = { ...state, role: 'manager', founder: false, bootstrapped: true };
+        resetRaftDir(p.raft);
+        writeNodeState(cfg.stateDir, state);
+        // The manager role binds the local socket with the control API (and diag).
+        await workerSocket?.();
+        workerSocket = undefined;
+        role = await startManagerRole(cfg, state, material, diag);
+      } else {
+        const others = role?.otherManagerAddresses() ?? [];
+        await role?.leaveAndStop();
+        role = undefined;
+        resetRaftDir(p.raft);
+        state = { ...state, role: 'worker', founder: false, managers: others };
+        writeNodeState(cfg.stateDir, state);
+        workerSocket = await serveWorkerSocket(cfg, diag);
+      }
+      log.info({ nodeId: state.nodeId, role: state.role }, 'node role changed');
+    };
+    stops.push(
+      startCertificateKeeping({
+        cfg: { ...cfg, advertiseAddress: advertise },
+        state: () => state,
+        material,
+        reload: (m) => role?.reload(m),
+        onRole: changeRole,
+      }),
+    );
     log.info({ nodeId: state.nodeId, role: state.role, listen: cfg.listenAddress }, 'node running');
-    return { state, manager, ca, agent, listenPort, stop: stopAll };
+    return {
+      get state() {
+        return state;
+      },
+      get manager() {
+        return role?.manager;
+      },
+      get ca() {
+        return role?.ca;
+      },
+      get listenPort() {
+        return role?.listenPort ?? 0;
+      },
+      agent,
+      stop: stopAll,
+    };
   } catch (err) {
     await stopAll();
     throw err;
   }
 }
 
+/** A demoted node's Raft state must not come back: a later promotion joins afresh. */
+function resetRaftDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+}
+
+/** The running manager role of this node. */
+interface ManagerRole {
+  manager: ManagerNode;
+  ca: CertificateAuthority;
+  listenPort: number;
+  /** Installs a renewed certificate in the role's TLS listeners. */
+  reload(material: NodeTlsMaterial): void;
+  /** host:port of the other managers (where a demoted node's agent goes). */
+  otherManagerAddresses(): string[];
+  /** Demotion: wait until the leader took this node out of the voters, then stop. */
+  leaveAndStop(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 async function startManagerRole(
   cfg: DaemonConfig,
   state: LocalNode,
-  material: ReturnType<typeof loadNodeTlsMaterial>,
+  material: NodeTlsMaterial,
+  diag: DiagSources,
+): Promise<ManagerRole> {
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'stop step failed'));
+    stops.length = 0;
+  };
+  try {
+    return await startManagerParts(cfg, state, material, stops, diag, stopAll);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+async function startManagerParts(
+  cfg: DaemonConfig,
+  state: LocalNode,
+  material: NodeTlsMaterial,
   stops: (() => Promise<void>)[],
   diag: DiagSources,
-): Promise<{ manager: ManagerNode; ca: CertificateAuthority | undefined; listenPort: number }> {
+  stopAll: () => Promise<void>,
+): Promise<ManagerRole> {
   const p = paths(cfg.stateDir);
-  // Only the founder holds the root key (the CA is not replicated yet): joined managers serve no CA.
-  const ca = state.founder
-    ? new CertificateAuthority({ root: await loadRootCAFromDir(p.ca), clock: systemClock })
-    : undefined;
+  const raftCredentials = new ReloadableServerCredentials(material);
   const manager = await ManagerNode.start({
     id: state.nodeId,
     dataDir: p.raft,
     listenAddress: cfg.raftListenAddress,
-    serverCredentials: new ReloadableServerCredentials(material),
+    serverCredentials: raftCredentials,
     channelCredentials: createChannelCredentials(material, {
       clusterId: state.clusterId,
       organizationalUnit: roleToOu('manager'),
@@ -199,16 +307,36 @@ async function startManagerRole(
       process.exit(70);
     },
   });
+  // Every manager is the CA: its state (root key, tokens, denylist) comes
+  // through Raft, which runs only between managers over mTLS.
+  const ca = new CertificateAuthority({
+    state: new StoreCaState({
+      clusterId: state.clusterId,
+      store: manager.store,
+      proposer: manager.proposer,
+      sync: () => manager.linearizableRead(),
+      clock: systemClock,
+    }),
+    clock: systemClock,
+  });
   // Last step of stop: the leader hands leadership over before Raft stops.
   stops.push(() => manager.stop({ transferLeadership: true }));
   if (state.founder && !state.bootstrapped) {
-    await bootstrapStore(manager, state, cfg);
+    await bootstrapStore(manager, state, cfg, material);
     writeNodeState(cfg.stateDir, { ...state, bootstrapped: true });
   }
   if (!state.founder) await joinRaft(manager, state, cfg, material);
   const dispatcher = new Dispatcher({
     store: manager.replica(),
     proposer: manager.proposer,
+    // A follower sends agents to the leader (a worker may know only this manager).
+    leaderAddress: () => {
+      const lead = manager.leaderId();
+      const host = lead === null ? undefined : manager.store.get('node', lead)?.addresses[0];
+      return host === undefined || lead === state.nodeId
+        ? undefined
+        : `${host}:${advertised().split(':').pop()}`;
+    },
     // Agents fail over among these; every manager listens on the same port as this one (lab and swarm habit).
     managers: () => [
       { nodeId: state.nodeId, address: advertised() },
@@ -234,30 +362,50 @@ async function startManagerRole(
       ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
       : cfg.advertiseAddress;
   const extraPolicy = { ...DISPATCHER_POLICY, ...MEMBERSHIP_POLICY };
-  const tcp =
-    ca !== undefined
-      ? createCaServer(ca, { extraPolicy })
-      : new grpc.Server({
-          interceptors: [createAuthorizationInterceptor({ clusterId: state.clusterId, policy: extraPolicy })],
-        });
+  const tcp = createCaServer(ca, { extraPolicy });
   tcp.addService(DispatcherServiceService, dispatcher.implementation());
   addMembershipService(tcp, manager);
   stops.push(() => shutdown(tcp));
-  listenPort = await bindSecure(
-    tcp,
-    cfg.listenAddress,
-    new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true }),
-  );
+  const tcpCredentials = new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true });
+  listenPort = await bindSecure(tcp, cfg.listenAddress, tcpCredentials);
   const local = new grpc.Server();
   addControlService(local, new ControlApi(manager));
   addDiagService(local, diag);
-  if (ca !== undefined) local.addService(CAServiceService, createCaServiceHandlers(ca));
+  local.addService(CAServiceService, createCaServiceHandlers(ca));
   stops.push(async () => {
     await shutdown(local);
     rmSync(cfg.socketPath, { force: true });
   });
   await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
-  return { manager, ca, listenPort };
+  const port = () => advertised().split(':').pop();
+  return {
+    manager,
+    ca,
+    listenPort,
+    reload: (m) => {
+      raftCredentials.reload(m);
+      tcpCredentials.reload(m);
+    },
+    otherManagerAddresses: () =>
+      manager.store
+        .list('node')
+        .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && n.meta?.id !== state.nodeId && n.addresses[0])
+        .map((n) => `${n.addresses[0]}:${port()}`),
+    leaveAndStop: async () => {
+      // The leader removes a voter whose Node turned worker; stopping first
+      // could leave the rest without a quorum to commit that removal.
+      const deadline = Date.now() + 10_000;
+      while (!manager.isLeader() && manager.raft.status().confState.voters.includes(state.nodeId)) {
+        if (Date.now() > deadline) {
+          log.warn('still a Raft voter 10 s after demotion; stopping anyway');
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await stopAll();
+    },
+    stop: stopAll,
+  };
 }
 
 async function startAgent(
@@ -319,29 +467,15 @@ async function startAgent(
   return agent;
 }
 
-function diagSourcesFor(cfg: DaemonConfig, state: LocalNode, certChainPem: string): DiagSources {
-  return {
-    node: { nodeId: state.nodeId, clusterId: state.clusterId, role: state.role, hostname: cfg.hostname },
-    certChainPem,
-    clock: systemClock,
-    manager: undefined,
-    agent: undefined,
-  };
-}
-
-/** A worker's local socket serves `meshctl diag` only (the control API lives on managers). */
-async function serveWorkerSocket(
-  cfg: DaemonConfig,
-  diag: DiagSources,
-  stops: (() => Promise<void>)[],
-): Promise<void> {
+/** A worker's local socket serves `meshctl diag` only (the control API lives on managers); resolves to its stop. */
+async function serveWorkerSocket(cfg: DaemonConfig, diag: DiagSources): Promise<() => Promise<void>> {
   const local = new grpc.Server();
   addDiagService(local, diag);
-  stops.push(async () => {
+  await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
+  return async () => {
     await shutdown(local);
     rmSync(cfg.socketPath, { force: true });
-  });
-  await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
+  };
 }
 
 const MEMBERSHIP_POLICY = servicePolicy(RaftMembershipServiceService, {
@@ -387,7 +521,12 @@ async function joinRaft(
   );
 }
 
-async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: DaemonConfig): Promise<void> {
+async function bootstrapStore(
+  manager: ManagerNode,
+  state: LocalNode,
+  cfg: DaemonConfig,
+  material: ReturnType<typeof loadNodeTlsMaterial>,
+): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (!manager.isLeader()) {
     if (Date.now() > deadline)
@@ -397,18 +536,31 @@ async function bootstrapStore(manager: ManagerNode, state: LocalNode, cfg: Daemo
   await manager.linearizableRead();
   if (manager.store.list('cluster').length > 0) return;
   const now = systemClock.nowMs();
-  const tx = bootstrapCluster({ nowMs: now, clusterId: state.clusterId, ingressNetworkId: newId() }).create(
-    'node',
-    Node.fromPartial({
-      meta: { id: state.nodeId },
-      hostname: cfg.hostname,
-      role: NodeRole.NODE_ROLE_MANAGER,
-      availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE,
-      addresses: [hostOf(cfg.advertiseAddress)],
-      state: NodeState.NODE_STATE_READY,
-      stateChangedAt: { unixMs: now },
-    }),
-  );
+  // The CA state goes into the store with the cluster; the root files in
+  // <state-dir>/ca stay as the founder's copy.
+  const root = await loadRootCAFromDir(paths(cfg.stateDir).ca);
+  const founderCert = certificateObject({
+    nodeId: state.nodeId,
+    role: 'manager',
+    notAfterMs: certificateValidity(material.certChainPem).notAfterMs,
+    rootDigestHex: root.digestHex,
+    removed: false,
+  });
+  const tx = bootstrapCluster({ nowMs: now, clusterId: state.clusterId, ingressNetworkId: newId() })
+    .create('ca', authorityObject(state.clusterId, inMemoryStateFor(root).authority()))
+    .create('certificate', founderCert)
+    .create(
+      'node',
+      Node.fromPartial({
+        meta: { id: state.nodeId },
+        hostname: cfg.hostname,
+        role: NodeRole.NODE_ROLE_MANAGER,
+        availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE,
+        addresses: [hostOf(cfg.advertiseAddress)],
+        state: NodeState.NODE_STATE_READY,
+        stateChangedAt: { unixMs: now },
+      }),
+    );
   await manager.proposer.propose(tx.build());
 }
 
@@ -481,8 +633,13 @@ export async function joinNode(cfg: DaemonConfig, managerAddress: string, token:
   return state;
 }
 
-/** `meshd leave`: forget this host's membership (state dir). `--force` is needed for a manager. */
-export function leaveNode(cfg: DaemonConfig, force: boolean): void {
+/**
+ * `meshd leave`: forget this host's membership (state dir). `--force` is
+ * needed for a manager, which first asks the other managers (read from its
+ * stopped replica) to take it out of the Raft voters (LeaveRaft). Returns
+ * warnings for the operator (a manager that could not leave Raft cleanly).
+ */
+export async function leaveNode(cfg: DaemonConfig, force: boolean): Promise<string[]> {
   const state = readNodeState(cfg.stateDir);
   if (state.role === 'manager' && !force)
     throw new MeshError(
@@ -494,5 +651,56 @@ export function leaveNode(cfg: DaemonConfig, force: boolean): void {
       'DAEMON_RUNNING',
       `meshd seems to run here (${cfg.socketPath} exists): stop it first`,
     );
+  const warnings: string[] = [];
+  if (state.role === 'manager') {
+    try {
+      await leaveRaft(cfg, state);
+    } catch (err) {
+      warnings.push(
+        `could not leave the Raft voters (${errorMessage(err)}); remove this node from another manager with "meshctl node demote ${state.nodeId}"`,
+      );
+    }
+  }
   rmSync(cfg.stateDir, { recursive: true, force: true });
+  return warnings;
+}
+
+/** Asks the other managers, following leader hints, to remove this node from the Raft voters. */
+async function leaveRaft(cfg: DaemonConfig, state: LocalNode): Promise<void> {
+  const p = paths(cfg.stateDir);
+  const replica = await readReplicaOffline(p.raft);
+  const port = cfg.listenAddress.slice(cfg.listenAddress.lastIndexOf(':') + 1);
+  const targets = [
+    ...new Set([
+      ...otherManagerHosts(replica, state.nodeId).map((h) => `${h}:${port}`),
+      ...(state.managers ?? []),
+    ]),
+  ];
+  if (targets.length === 0) throw new MeshError('RAFT_LEAVE_FAILED', 'no other manager is known');
+  const creds = createChannelCredentials(loadNodeTlsMaterial(p.tls), {
+    clusterId: state.clusterId,
+    organizationalUnit: roleToOu('manager'),
+  });
+  let lastError: unknown;
+  // Each manager once, plus the leaders they name (tried next).
+  for (let attempt = 0; attempt < 6 && targets.length > 0; attempt++) {
+    const target = targets.shift()!;
+    const client = new RaftMembershipServiceClient(target, creds, SECURE_CHANNEL_OPTIONS);
+    try {
+      await new Promise<void>((resolve, reject) =>
+        client.leaveRaft({}, new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (err) =>
+          err === null ? resolve() : reject(err),
+        ),
+      );
+      return;
+    } catch (err) {
+      lastError = err;
+      const leader = (err as grpc.ServiceError).metadata?.get(LEADER_NODE_ADDRESS_METADATA_KEY)[0];
+      if (typeof leader === 'string' && leader !== '')
+        targets.unshift(leader.includes(':') ? leader : `${leader}:${port}`);
+    } finally {
+      client.close();
+    }
+  }
+  throw lastError;
 }

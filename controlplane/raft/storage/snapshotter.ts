@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MeshError } from '../../../src/common/errors.js';
 import type { Snapshot, SnapshotMetadata } from '../core/types.js';
-import { fsyncDir, hex16 } from './fsutil.js';
+import { fsyncDir, hex16, restrictToOwner } from './fsutil.js';
 
 /**
  * Snapshot files: `<term>-<index>.snap` (16 hex digits each) holding
@@ -82,14 +82,16 @@ export function decodeSnapshot(path: string, buf: Buffer): Snapshot {
 
 export class Snapshotter {
   constructor(readonly dir: string) {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    restrictToOwner(dir);
   }
 
   async save(snapshot: Snapshot): Promise<string> {
     const { term, index } = snapshot.metadata;
     const name = `${hex16(term)}-${hex16(index)}.snap`;
     const tmp = join(this.dir, `${name}.tmp`);
-    const handle = await open(tmp, 'w');
+    // 0600: a snapshot holds the store, with the CA root key.
+    const handle = await open(tmp, 'w', 0o600);
     try {
       for (const part of encodeSnapshot(snapshot)) {
         let written = 0;

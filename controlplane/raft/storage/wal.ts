@@ -3,7 +3,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { MeshError } from '../../../src/common/errors.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
-import { fsyncDir, hex16 } from './fsutil.js';
+import { fsyncDir, hex16, restrictToOwner } from './fsutil.js';
 import { frameRecord, scanRecords } from './record.js';
 
 /**
@@ -142,7 +142,8 @@ export class Wal {
 
   /** Opens (creating if needed) the WAL in `dir`, replaying what survived. */
   static async open(dir: string, opts: WalOptions = {}): Promise<{ wal: Wal; recovery: WalRecovery }> {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    restrictToOwner(dir);
     const segments = listSegments(dir);
     const recovery = replay(dir, segments);
     const wal = new Wal(dir, segments, recovery, opts);
@@ -211,7 +212,8 @@ export class Wal {
       firstIndex: this.lastIndex + 1,
       name: `${hex16(seq)}-${hex16(this.lastIndex + 1)}${SEGMENT_SUFFIX}`,
     };
-    const handle = await open(join(this.dir, segment.name), 'wx');
+    // 0600 in a 0700 dir: entries carry the store, and the store holds the CA root key.
+    const handle = await open(join(this.dir, segment.name), 'wx', 0o600);
     // Each segment repeats the snapshot mark and hard state first, so
     // releasing older segments can never lose the term, vote or log start.
     const parts: Buffer[] = [];

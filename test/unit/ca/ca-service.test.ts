@@ -47,7 +47,7 @@ describe('CA service', () => {
     root = await createRootCA({ clusterId: 'ca-svc', nowMs: Date.now() });
     ca = new CertificateAuthority({ root, clock: systemClock });
     const { csrPem, privateKeyPem } = await createKeyAndCsr();
-    const self = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, ['127.0.0.1']);
+    const self = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, ['127.0.0.1']);
     server = createCaServer(ca);
     const creds = new ReloadableServerCredentials(
       { privateKeyPem, certChainPem: self.certChainPem, trustBundlePem: ca.trustBundlePem() },
@@ -62,11 +62,11 @@ describe('CA service', () => {
   });
 
   test('a worker token yields a worker certificate and a manager token a manager certificate', async () => {
-    const w = await joinCluster({ target, token: ca.tokens.current().worker, addresses: ['127.0.0.1'] });
+    const w = await joinCluster({ target, token: ca.joinTokens().worker, addresses: ['127.0.0.1'] });
     assert.equal(w.role, 'worker');
     assert.equal(w.clusterId, 'ca-svc');
     assert.match(w.nodeId, /^[a-z2-7]{25}$/);
-    const m = await joinCluster({ target, token: ca.tokens.current().manager, addresses: [] });
+    const m = await joinCluster({ target, token: ca.joinTokens().manager, addresses: [] });
     assert.equal(m.role, 'manager');
     const status = await rpc<{ state: CertificateState }>((cb) =>
       clientFor(w).nodeCertificateStatus({ nodeId: w.nodeId }, cb),
@@ -81,8 +81,8 @@ describe('CA service', () => {
       assert.match(err.details, /join token is wrong, expired or was rotated out/);
       return true;
     });
-    const old = ca.tokens.current().worker;
-    const manager = await joinCluster({ target, token: ca.tokens.current().manager, addresses: [] });
+    const old = ca.joinTokens().worker;
+    const manager = await joinCluster({ target, token: ca.joinTokens().manager, addresses: [] });
     const fresh = await rpc<{ token: string }>((cb) =>
       clientFor(manager).rotateJoinToken({ role: NodeRole.NODE_ROLE_WORKER, expiresAt: undefined }, cb),
     );
@@ -92,7 +92,7 @@ describe('CA service', () => {
   });
 
   test('a token rotated with an expiry stops working at that time', async () => {
-    const manager = await joinCluster({ target, token: ca.tokens.current().manager, addresses: [] });
+    const manager = await joinCluster({ target, token: ca.joinTokens().manager, addresses: [] });
     const soon = await rpc<{ token: string }>((cb) =>
       clientFor(manager).rotateJoinToken(
         { role: NodeRole.NODE_ROLE_WORKER, expiresAt: { unixMs: Date.now() - 1 } },
@@ -102,19 +102,19 @@ describe('CA service', () => {
     try {
       await assert.rejects(joinCluster({ target, token: soon.token, addresses: [] }), /UNAUTHENTICATED/);
     } finally {
-      ca.tokens.setExpiry(undefined);
+      await ca.setJoinTokenExpiry(undefined);
     }
     assert.equal((await joinCluster({ target, token: soon.token, addresses: [] })).role, 'worker');
   });
 
   test('an expired join token is refused', async () => {
-    const token = ca.tokens.current().worker;
-    ca.tokens.setExpiry(Date.now() - 1);
+    const token = ca.joinTokens().worker;
+    await ca.setJoinTokenExpiry(Date.now() - 1);
     try {
       await assert.rejects(joinCluster({ target, token, addresses: [] }), /UNAUTHENTICATED/);
-      assert.throws(() => ca.tokens.validate(token, Date.now()), /join token has expired/);
+      assert.throws(() => ca.validateJoinToken(token), /join token has expired/);
     } finally {
-      ca.tokens.setExpiry(undefined);
+      await ca.setJoinTokenExpiry(undefined);
     }
   });
 
@@ -129,7 +129,7 @@ describe('CA service', () => {
   });
 
   test('a bad CSR or address is refused with INVALID_ARGUMENT naming the field, and the CA keeps serving', async () => {
-    const w = await joinCluster({ target, token: ca.tokens.current().worker, addresses: [] });
+    const w = await joinCluster({ target, token: ca.joinTokens().worker, addresses: [] });
     await assert.rejects(
       rpc((cb) => clientFor(w).issueNodeCertificate({ csrPem: 'not a csr', addresses: [] }, cb)),
       (err: grpc.ServiceError) => {
@@ -147,7 +147,7 @@ describe('CA service', () => {
   });
 
   test('a worker may not call manager-only CA methods', async () => {
-    const w = await joinCluster({ target, token: ca.tokens.current().worker, addresses: [] });
+    const w = await joinCluster({ target, token: ca.joinTokens().worker, addresses: [] });
     await assert.rejects(
       rpc((cb) => clientFor(w).getJoinTokens({}, cb)),
       (err: grpc.ServiceError) => {
@@ -159,11 +159,11 @@ describe('CA service', () => {
   });
 
   test('renewal keeps the node ID; a role change makes status say renew and the next certificate carries the new OU', async () => {
-    const w = await joinCluster({ target, token: ca.tokens.current().worker, addresses: [] });
+    const w = await joinCluster({ target, token: ca.joinTokens().worker, addresses: [] });
     const renewed = await renewNodeCertificate({ target, current: w, addresses: [] });
     assert.equal(renewed.nodeId, w.nodeId);
     assert.notEqual(renewed.material.privateKeyPem, w.material.privateKeyPem);
-    ca.setRole(w.nodeId, 'manager');
+    await ca.setRole(w.nodeId, 'manager');
     const status = await rpc<{ state: CertificateState }>((cb) =>
       clientFor(renewed).nodeCertificateStatus({ nodeId: w.nodeId }, cb),
     );
@@ -174,8 +174,8 @@ describe('CA service', () => {
   });
 
   test('a removed node is denylisted: its calls and its renewal are refused', async () => {
-    const w = await joinCluster({ target, token: ca.tokens.current().worker, addresses: [] });
-    const m = await joinCluster({ target, token: ca.tokens.current().manager, addresses: [] });
+    const w = await joinCluster({ target, token: ca.joinTokens().worker, addresses: [] });
+    const m = await joinCluster({ target, token: ca.joinTokens().manager, addresses: [] });
     await rpc((cb) => clientFor(m).removeNode({ nodeId: w.nodeId }, cb));
     await assert.rejects(
       renewNodeCertificate({ target, current: w, addresses: [] }),
@@ -208,7 +208,7 @@ describe('CA service', () => {
       renewNodeCertificate({ target, current: node, addresses: [] }),
       /the client certificate has expired/,
     );
-    const rejoined = await joinCluster({ target, token: ca.tokens.current().worker, addresses: [] });
+    const rejoined = await joinCluster({ target, token: ca.joinTokens().worker, addresses: [] });
     assert.equal(rejoined.role, 'worker');
     assert.ok(rejoined.notAfterMs > Date.now());
   });

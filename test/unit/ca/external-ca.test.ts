@@ -105,7 +105,7 @@ describe('external CA (real cfssl serve)', () => {
       signer: new CfsslSigner({ url: cfsslUrl, rootCertPem: root.certPem, profile: 'node' }),
     });
     const { csrPem, privateKeyPem } = await createKeyAndCsr();
-    const self = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, ['127.0.0.1']);
+    const self = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, ['127.0.0.1']);
     server = createCaServer(ca);
     const creds = new ReloadableServerCredentials(
       { privateKeyPem, certChainPem: self.certChainPem, trustBundlePem: root.certPem },
@@ -121,7 +121,7 @@ describe('external CA (real cfssl serve)', () => {
   });
 
   test('a node joins through a manager that relays its CSR to cfssl, and gets the subject the CA chose', async () => {
-    const node = await joinCluster({ target, token: ca.tokens.current().worker, addresses: ['127.0.0.1'] });
+    const node = await joinCluster({ target, token: ca.joinTokens().worker, addresses: ['127.0.0.1'] });
     assert.equal(node.role, 'worker');
     writeFileSync(join(dir, 'node.crt'), node.material.certChainPem);
     const verify = await openssl(['verify', '-CAfile', join(dir, 'root.crt'), join(dir, 'node.crt')]);

@@ -38,7 +38,7 @@ describe('node certificate keeper', () => {
 
   async function newNode(role: 'manager' | 'worker'): Promise<NodeCertificate> {
     const { csrPem, privateKeyPem } = await createKeyAndCsr();
-    const token = role === 'manager' ? ca.tokens.current().manager : ca.tokens.current().worker;
+    const token = role === 'manager' ? ca.joinTokens().manager : ca.joinTokens().worker;
     const issued = await ca.issueForJoinToken(token, csrPem, ['127.0.0.1']);
     return {
       nodeId: issued.nodeId,
@@ -114,11 +114,11 @@ describe('node certificate keeper', () => {
     keeper.start();
     try {
       assert.equal(await keeper.checkStatus(), 'current');
-      ca.setRole(node.nodeId, 'manager');
+      await ca.setRole(node.nodeId, 'manager');
       assert.equal(await keeper.checkStatus(), 'renewed');
       assert.equal(keeper.current().role, 'manager');
       assert.equal(await keeper.checkStatus(), 'current');
-      ca.removeNode(node.nodeId);
+      await ca.removeNode(node.nodeId);
       assert.equal(await keeper.checkStatus(), 'removed');
     } finally {
       keeper.stop();
@@ -151,7 +151,7 @@ describe('node certificate keeper', () => {
         const role = status.state === 'current' || status.state === 'renew' ? status.record.role : 'worker';
         await ca.renew({ nodeId, role, clusterId: 'keep' }, csrPem, []);
       }
-      ca.finishRootRotation();
+      await ca.finishRootRotation();
       assert.equal(await keeper.checkStatus(), 'trust-updated');
       assert.equal(keeper.current().material.trustBundlePem, ca.trustBundlePem());
       assert.ok(!keeper.current().material.trustBundlePem.includes(oldRoot.trim()));

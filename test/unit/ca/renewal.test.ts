@@ -10,6 +10,7 @@ import { createKeyAndCsr } from '../../../controlplane/ca/node-identity.js';
 import {
   CertificateRenewer,
   certificateValidity,
+  MAX_TIMER_DELAY_MS,
   RENEW_WINDOW_END,
   RENEW_WINDOW_START,
   renewalDelayMs,
@@ -57,7 +58,7 @@ test('a failed renewal is retried with growing backoff, then succeeds', async ()
   const root = await createRootCA({ clusterId: 'renew', nowMs: 0 });
   const ca = new CertificateAuthority({ root, clock, lifetimeMs: HOUR_MS });
   const { csrPem, privateKeyPem } = await createKeyAndCsr();
-  const first = await ca.issueForJoinToken(ca.tokens.current().worker, csrPem, []);
+  const first = await ca.issueForJoinToken(ca.joinTokens().worker, csrPem, []);
   let failures = 2;
   const renewer = new CertificateRenewer(
     { privateKeyPem, certChainPem: first.certChainPem, trustBundlePem: root.certPem },
@@ -88,6 +89,34 @@ test('a failed renewal is retried with growing backoff, then succeeds', async ()
   assert.equal(clock.pendingTimers(), 0);
 });
 
+test('a 90-day certificate waits in timer steps a Node.js timer keeps (none past 2^31-1 ms fires at once)', async () => {
+  const clock = new ManualClock(0);
+  const delays: number[] = [];
+  const recording = {
+    nowMs: () => clock.nowMs(),
+    setTimer: (delayMs: number, fn: () => void) => {
+      delays.push(delayMs);
+      return clock.setTimer(delayMs, fn);
+    },
+  };
+  const root = await createRootCA({ clusterId: 'renew', nowMs: 0 });
+  const ca = new CertificateAuthority({ root, clock, lifetimeMs: 90 * 24 * HOUR_MS });
+  const { csrPem, privateKeyPem } = await createKeyAndCsr();
+  const issued = await ca.issueForJoinToken(ca.joinTokens().worker, csrPem, []);
+  const renewer = new CertificateRenewer(
+    { privateKeyPem, certChainPem: issued.certChainPem, trustBundlePem: root.certPem },
+    { clock: recording, rng: new SeededRng(3), renew: async (m) => m, onRenewed: () => {} },
+  );
+  renewer.start();
+  clock.advance(44 * 24 * HOUR_MS);
+  assert.equal(renewer.attemptTimesMs.length, 0, 'no renewal before 50% of 90 days');
+  clock.advance(28 * 24 * HOUR_MS);
+  await renewer.settled();
+  renewer.stop();
+  assert.equal(renewer.attemptTimesMs.length, 1);
+  assert.ok(delays.length >= 2 && delays.every((d) => d <= MAX_TIMER_DELAY_MS), `timer delays ${delays}`);
+});
+
 describe('renewal of a live node', () => {
   const clock = new ManualClock(Date.now());
   let ca: CertificateAuthority;
@@ -101,7 +130,7 @@ describe('renewal of a live node', () => {
     const root = await createRootCA({ clusterId: 'renew', nowMs: clock.nowMs() });
     ca = new CertificateAuthority({ root, clock, lifetimeMs: HOUR_MS });
     const { csrPem, privateKeyPem } = await createKeyAndCsr();
-    const issued = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, ['127.0.0.1']);
+    const issued = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, ['127.0.0.1']);
     node = {
       nodeId: issued.nodeId,
       role: 'manager',

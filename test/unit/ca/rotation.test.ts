@@ -92,7 +92,7 @@ test('root rotation across 3 processes: cross-signed transition, batches, retire
   const nodes: { nodeId: string; material: TlsMaterial }[] = [];
   for (let i = 0; i < NODES; i++) {
     const { csrPem, privateKeyPem } = await createKeyAndCsr();
-    const issued = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, ['127.0.0.1']);
+    const issued = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, ['127.0.0.1']);
     nodes.push({
       nodeId: issued.nodeId,
       material: { privateKeyPem, certChainPem: issued.certChainPem, trustBundlePem: ca.trustBundlePem() },
@@ -151,7 +151,7 @@ test('root rotation across 3 processes: cross-signed transition, batches, retire
   assert.deepEqual(ca.nodesPendingRotation(), []);
 
   // 3. Retire the old root.
-  ca.finishRootRotation();
+  await ca.finishRootRotation();
   assert.notEqual(ca.rootCertificatePem(), oldRootPem);
   for (const [i, child] of children.entries()) {
     nodes[i]!.material = { ...nodes[i]!.material, trustBundlePem: ca.trustBundlePem() };
@@ -161,7 +161,7 @@ test('root rotation across 3 processes: cross-signed transition, batches, retire
   for (const child of children) child.send({ type: 'stop' });
   // Join tokens now pin the new root.
   assert.equal(
-    parseJoinToken(ca.tokens.current().worker).rootDigestHex,
+    parseJoinToken(ca.joinTokens().worker).rootDigestHex,
     certificateDigest(ca.rootCertificatePem()),
   );
 });
@@ -174,7 +174,7 @@ test('rotation batches: only batchSize pending nodes are told to renew at a time
   const ids: string[] = [];
   for (let i = 0; i < 5; i++) {
     const { csrPem } = await createKeyAndCsr();
-    ids.push((await ca.issueForJoinToken(ca.tokens.current().worker, csrPem, [])).nodeId);
+    ids.push((await ca.issueForJoinToken(ca.joinTokens().worker, csrPem, [])).nodeId);
   }
   await assert.rejects(
     ca.startRootRotation(await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() }), 0),
@@ -192,7 +192,7 @@ test('rotation batches: only batchSize pending nodes are told to renew at a time
     renewed++;
   }
   assert.deepEqual(told(), []);
-  ca.finishRootRotation();
+  await ca.finishRootRotation();
 });
 
 test('after retirement a node still holding an old-root certificate is refused', async () => {
@@ -202,7 +202,7 @@ test('after retirement a node still holding an old-root certificate is refused',
   });
   const issue = async () => {
     const { csrPem, privateKeyPem } = await createKeyAndCsr();
-    const issued = await ca.issueForJoinToken(ca.tokens.current().manager, csrPem, ['127.0.0.1']);
+    const issued = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, ['127.0.0.1']);
     return {
       nodeId: issued.nodeId,
       material: { privateKeyPem, certChainPem: issued.certChainPem, trustBundlePem: ca.trustBundlePem() },
@@ -211,13 +211,13 @@ test('after retirement a node still holding an old-root certificate is refused',
   const left = await issue();
   const server = await issue();
   await ca.startRootRotation(await createRootCA({ clusterId: CLUSTER, nowMs: Date.now() }));
-  assert.throws(() => ca.finishRootRotation(), /2 node\(s\) still hold certificates from it/);
-  ca.removeNode(left.nodeId); // the node that was off and never re-issued
+  await assert.rejects(ca.finishRootRotation(), /2 node\(s\) still hold certificates from it/);
+  await ca.removeNode(left.nodeId); // the node that was off and never re-issued
   const { csrPem, privateKeyPem } = await createKeyAndCsr();
   const renewed = await ca.renew({ nodeId: server.nodeId, role: 'manager', clusterId: CLUSTER }, csrPem, [
     '127.0.0.1',
   ]);
-  ca.finishRootRotation();
+  await ca.finishRootRotation();
   const serverMaterial = {
     privateKeyPem,
     certChainPem: renewed.certChainPem,

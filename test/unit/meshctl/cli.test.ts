@@ -124,6 +124,17 @@ describe('meshctl against a fake control API on a Unix socket', () => {
     assert.equal(lastRequest<UpdateNodeRequest>('updateNode').role, NodeRole.NODE_ROLE_WORKER);
   });
 
+  it('node rm deletes the node, then puts its ID on the CA denylist so every manager refuses it', async () => {
+    fake.addNode('n2bbbbbbbbbbbbbbbb', 'host2');
+    const r = await meshctl('node', 'rm', '--force', 'host2');
+    assert.equal(r.code, 0, r.err);
+    const methods = fake.requests
+      .map((x) => x.method)
+      .filter((m) => m === 'deleteNode' || m === 'removeNode');
+    assert.deepEqual(methods, ['deleteNode', 'removeNode']);
+    assert.deepEqual(lastRequest('removeNode'), { nodeId: 'n2bbbbbbbbbbbbbbbb' });
+  });
+
   it('service create --detach sends the spec from the flags and prints the ID only', async () => {
     const r = await meshctl(
       'service',

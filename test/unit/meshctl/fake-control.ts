@@ -237,7 +237,7 @@ export class FakeMeshd {
       getRootCaCertificate: unimplemented,
       issueNodeCertificate: unimplemented,
       nodeCertificateStatus: unimplemented,
-      removeNode: unimplemented,
+      removeNode: this.record('removeNode', () => ({})),
       getJoinTokens: this.record('getJoinTokens', () => ({
         workerToken: this.workerToken,
         managerToken: 'MESHTKN-1-aaaa-manager',

@@ -173,6 +173,16 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
     }
   });
 
+  it('join tokens survive a restart of the manager (they live in the replicated store)', async () => {
+    const before = await meshctl(cfg.socketPath, 'join-token', '-q', 'worker');
+    assert.equal(before.code, 0, before.err);
+    await daemon?.stop();
+    daemon = await runNode(cfg);
+    const after = await meshctl(cfg.socketPath, 'join-token', '-q', 'worker');
+    assert.equal(after.code, 0, after.err);
+    assert.equal(after.out, before.out);
+  });
+
   it('join with the manager token makes a Raft voter whose socket serves the same cluster', async () => {
     const token = (await meshctl(cfg.socketPath, 'join-token', '-q', 'manager')).out;
     const other = {

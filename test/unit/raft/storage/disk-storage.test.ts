@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -130,6 +130,29 @@ describe('DiskStorage', () => {
     bytes[bytes.length - 6]! ^= 0xff;
     writeFileSync(join(snapDir, newest), bytes);
     await assert.rejects(DiskStorage.open(dir), new RegExp(`${newest}.*corrupt`));
+  });
+
+  it('WAL and snapshot files are 0600 in 0700 directories (they hold the CA root key), also after an older open', async () => {
+    const dir = join(tempDir(), 'raft');
+    const s = await DiskStorage.open(dir, { bootstrap: founders });
+    await s.saveReady({
+      entries: entries(1, 3, 1),
+      hardState: { term: 1, vote: null, commit: 3 },
+      mustSync: true,
+    });
+    await s.createSnapshot(3, founders, Buffer.from('state'));
+    await s.close();
+    const mode = (p: string) => statSync(p).mode & 0o777;
+    // An earlier version left umask modes behind: the next open fixes them.
+    chmodSync(join(dir, 'wal'), 0o755);
+    for (const f of readdirSync(join(dir, 'wal'))) chmodSync(join(dir, 'wal', f), 0o644);
+    await (await DiskStorage.open(dir)).close();
+    for (const sub of ['wal', 'snap']) {
+      assert.equal(mode(join(dir, sub)), 0o700, `${sub}/ mode`);
+      const files = readdirSync(join(dir, sub));
+      assert.ok(files.length > 0);
+      for (const f of files) assert.equal(mode(join(dir, sub, f)), 0o600, `${sub}/${f} mode`);
+    }
   });
 
   it('force-new-cluster keeps committed entries, drops uncommitted ones and removes every other member', async () => {

@@ -799,8 +799,78 @@ export interface JoinTokens {
 export interface Cluster {
   meta: Meta | undefined;
   name: string;
-  spec: ClusterSpec | undefined;
+  spec:
+    | ClusterSpec
+    | undefined;
+  /**
+   * Unused: the join tokens live in CertificateAuthorityState, which the
+   * control API never returns (it holds the root key).
+   */
   tokens: JoinTokens | undefined;
+}
+
+/** A root CA certificate, with its key unless the cluster uses an external CA. */
+export interface RootCertificateAuthority {
+  certificatePem: string;
+  /**
+   * PKCS#8 PEM; empty in external CA mode. It travels only inside the
+   * Raft log and snapshots, i.e. between managers over mTLS.
+   */
+  privateKeyPem: string;
+}
+
+export interface RootRotation {
+  next:
+    | RootCertificateAuthority
+    | undefined;
+  /** The next root's certificate signed by the current root's key. */
+  crossSignedCertificatePem: string;
+  /** How many nodes are told to renew at a time. */
+  batchSize: number;
+}
+
+/**
+ * The cluster CA's replicated state: one object, ID = the cluster ID.
+ * Only managers hold it; the control API does not serve it.
+ */
+export interface CertificateAuthorityState {
+  meta: Meta | undefined;
+  root:
+    | RootCertificateAuthority
+    | undefined;
+  /** Set during a root rotation. */
+  rotation: RootRotation | undefined;
+  joinTokens:
+    | JoinTokens
+    | undefined;
+  /** Both tokens stop working at this time; unset = no expiry. */
+  joinTokensExpireAt: Timestamp | undefined;
+}
+
+/**
+ * What the CA issued to one node (ID = the node ID). Kept apart from the
+ * Node object: a certificate is issued before the node's first session
+ * creates its Node, and a removed node's record must outlive its Node.
+ */
+export interface NodeCertificate {
+  meta:
+    | Meta
+    | undefined;
+  /**
+   * The role (OU) of the certificate issued last. The Node object's role is
+   * the wanted one; when they differ the node is told to renew.
+   */
+  role: NodeRole;
+  notAfter:
+    | Timestamp
+    | undefined;
+  /** SHA-256 of the root that signed it (root rotation progress). */
+  rootDigestHex: string;
+  /**
+   * Removed from the cluster: every manager refuses the node until
+   * not_after, then the record may be dropped.
+   */
+  removed: boolean;
 }
 
 export interface StoreAction {
@@ -811,6 +881,8 @@ export interface StoreAction {
     | { $case: "task"; value: Task }
     | { $case: "network"; value: NetworkObject }
     | { $case: "cluster"; value: Cluster }
+    | { $case: "ca"; value: CertificateAuthorityState }
+    | { $case: "certificate"; value: NodeCertificate }
     | undefined;
 }
 
@@ -829,6 +901,8 @@ export interface StoreSnapshot {
   tasks: Task[];
   networks: NetworkObject[];
   clusters: Cluster[];
+  cas: CertificateAuthorityState[];
+  certificates: NodeCertificate[];
 }
 
 function createBaseResources(): Resources {
@@ -4347,6 +4421,508 @@ export const Cluster: MessageFns<Cluster> = {
   },
 };
 
+function createBaseRootCertificateAuthority(): RootCertificateAuthority {
+  return { certificatePem: "", privateKeyPem: "" };
+}
+
+export const RootCertificateAuthority: MessageFns<RootCertificateAuthority> = {
+  encode(message: RootCertificateAuthority, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certificatePem !== "") {
+      writer.uint32(10).string(message.certificatePem);
+    }
+    if (message.privateKeyPem !== "") {
+      writer.uint32(18).string(message.privateKeyPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RootCertificateAuthority {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRootCertificateAuthority();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificatePem = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.privateKeyPem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RootCertificateAuthority {
+    return {
+      certificatePem: isSet(object.certificatePem)
+        ? globalThis.String(object.certificatePem)
+        : isSet(object.certificate_pem)
+        ? globalThis.String(object.certificate_pem)
+        : "",
+      privateKeyPem: isSet(object.privateKeyPem)
+        ? globalThis.String(object.privateKeyPem)
+        : isSet(object.private_key_pem)
+        ? globalThis.String(object.private_key_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: RootCertificateAuthority): unknown {
+    const obj: any = {};
+    if (message.certificatePem !== "") {
+      obj.certificatePem = message.certificatePem;
+    }
+    if (message.privateKeyPem !== "") {
+      obj.privateKeyPem = message.privateKeyPem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RootCertificateAuthority>, I>>(base?: I): RootCertificateAuthority {
+    return RootCertificateAuthority.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RootCertificateAuthority>, I>>(object: I): RootCertificateAuthority {
+    const message = createBaseRootCertificateAuthority();
+    message.certificatePem = object.certificatePem ?? "";
+    message.privateKeyPem = object.privateKeyPem ?? "";
+    return message;
+  },
+};
+
+function createBaseRootRotation(): RootRotation {
+  return { next: undefined, crossSignedCertificatePem: "", batchSize: 0 };
+}
+
+export const RootRotation: MessageFns<RootRotation> = {
+  encode(message: RootRotation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.next !== undefined) {
+      RootCertificateAuthority.encode(message.next, writer.uint32(10).fork()).join();
+    }
+    if (message.crossSignedCertificatePem !== "") {
+      writer.uint32(18).string(message.crossSignedCertificatePem);
+    }
+    if (message.batchSize !== 0) {
+      writer.uint32(24).uint32(message.batchSize);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RootRotation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRootRotation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.next = RootCertificateAuthority.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.crossSignedCertificatePem = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.batchSize = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RootRotation {
+    return {
+      next: isSet(object.next) ? RootCertificateAuthority.fromJSON(object.next) : undefined,
+      crossSignedCertificatePem: isSet(object.crossSignedCertificatePem)
+        ? globalThis.String(object.crossSignedCertificatePem)
+        : isSet(object.cross_signed_certificate_pem)
+        ? globalThis.String(object.cross_signed_certificate_pem)
+        : "",
+      batchSize: isSet(object.batchSize)
+        ? globalThis.Number(object.batchSize)
+        : isSet(object.batch_size)
+        ? globalThis.Number(object.batch_size)
+        : 0,
+    };
+  },
+
+  toJSON(message: RootRotation): unknown {
+    const obj: any = {};
+    if (message.next !== undefined) {
+      obj.next = RootCertificateAuthority.toJSON(message.next);
+    }
+    if (message.crossSignedCertificatePem !== "") {
+      obj.crossSignedCertificatePem = message.crossSignedCertificatePem;
+    }
+    if (message.batchSize !== 0) {
+      obj.batchSize = Math.round(message.batchSize);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RootRotation>, I>>(base?: I): RootRotation {
+    return RootRotation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RootRotation>, I>>(object: I): RootRotation {
+    const message = createBaseRootRotation();
+    message.next = (object.next !== undefined && object.next !== null)
+      ? RootCertificateAuthority.fromPartial(object.next)
+      : undefined;
+    message.crossSignedCertificatePem = object.crossSignedCertificatePem ?? "";
+    message.batchSize = object.batchSize ?? 0;
+    return message;
+  },
+};
+
+function createBaseCertificateAuthorityState(): CertificateAuthorityState {
+  return {
+    meta: undefined,
+    root: undefined,
+    rotation: undefined,
+    joinTokens: undefined,
+    joinTokensExpireAt: undefined,
+  };
+}
+
+export const CertificateAuthorityState: MessageFns<CertificateAuthorityState> = {
+  encode(message: CertificateAuthorityState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.meta !== undefined) {
+      Meta.encode(message.meta, writer.uint32(10).fork()).join();
+    }
+    if (message.root !== undefined) {
+      RootCertificateAuthority.encode(message.root, writer.uint32(18).fork()).join();
+    }
+    if (message.rotation !== undefined) {
+      RootRotation.encode(message.rotation, writer.uint32(26).fork()).join();
+    }
+    if (message.joinTokens !== undefined) {
+      JoinTokens.encode(message.joinTokens, writer.uint32(34).fork()).join();
+    }
+    if (message.joinTokensExpireAt !== undefined) {
+      Timestamp.encode(message.joinTokensExpireAt, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CertificateAuthorityState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCertificateAuthorityState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.meta = Meta.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.root = RootCertificateAuthority.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.rotation = RootRotation.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.joinTokens = JoinTokens.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.joinTokensExpireAt = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CertificateAuthorityState {
+    return {
+      meta: isSet(object.meta) ? Meta.fromJSON(object.meta) : undefined,
+      root: isSet(object.root) ? RootCertificateAuthority.fromJSON(object.root) : undefined,
+      rotation: isSet(object.rotation) ? RootRotation.fromJSON(object.rotation) : undefined,
+      joinTokens: isSet(object.joinTokens)
+        ? JoinTokens.fromJSON(object.joinTokens)
+        : isSet(object.join_tokens)
+        ? JoinTokens.fromJSON(object.join_tokens)
+        : undefined,
+      joinTokensExpireAt: isSet(object.joinTokensExpireAt)
+        ? Timestamp.fromJSON(object.joinTokensExpireAt)
+        : isSet(object.join_tokens_expire_at)
+        ? Timestamp.fromJSON(object.join_tokens_expire_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CertificateAuthorityState): unknown {
+    const obj: any = {};
+    if (message.meta !== undefined) {
+      obj.meta = Meta.toJSON(message.meta);
+    }
+    if (message.root !== undefined) {
+      obj.root = RootCertificateAuthority.toJSON(message.root);
+    }
+    if (message.rotation !== undefined) {
+      obj.rotation = RootRotation.toJSON(message.rotation);
+    }
+    if (message.joinTokens !== undefined) {
+      obj.joinTokens = JoinTokens.toJSON(message.joinTokens);
+    }
+    if (message.joinTokensExpireAt !== undefined) {
+      obj.joinTokensExpireAt = Timestamp.toJSON(message.joinTokensExpireAt);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CertificateAuthorityState>, I>>(base?: I): CertificateAuthorityState {
+    return CertificateAuthorityState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CertificateAuthorityState>, I>>(object: I): CertificateAuthorityState {
+    const message = createBaseCertificateAuthorityState();
+    message.meta = (object.meta !== undefined && object.meta !== null) ? Meta.fromPartial(object.meta) : undefined;
+    message.root = (object.root !== undefined && object.root !== null)
+      ? RootCertificateAuthority.fromPartial(object.root)
+      : undefined;
+    message.rotation = (object.rotation !== undefined && object.rotation !== null)
+      ? RootRotation.fromPartial(object.rotation)
+      : undefined;
+    message.joinTokens = (object.joinTokens !== undefined && object.joinTokens !== null)
+      ? JoinTokens.fromPartial(object.joinTokens)
+      : undefined;
+    message.joinTokensExpireAt = (object.joinTokensExpireAt !== undefined && object.joinTokensExpireAt !== null)
+      ? Timestamp.fromPartial(object.joinTokensExpireAt)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseNodeCertificate(): NodeCertificate {
+  return { meta: undefined, role: 0, notAfter: undefined, rootDigestHex: "", removed: false };
+}
+
+export const NodeCertificate: MessageFns<NodeCertificate> = {
+  encode(message: NodeCertificate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.meta !== undefined) {
+      Meta.encode(message.meta, writer.uint32(10).fork()).join();
+    }
+    if (message.role !== 0) {
+      writer.uint32(16).int32(message.role);
+    }
+    if (message.notAfter !== undefined) {
+      Timestamp.encode(message.notAfter, writer.uint32(26).fork()).join();
+    }
+    if (message.rootDigestHex !== "") {
+      writer.uint32(34).string(message.rootDigestHex);
+    }
+    if (message.removed !== false) {
+      writer.uint32(40).bool(message.removed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeCertificate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeCertificate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.meta = Meta.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.notAfter = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.rootDigestHex = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.removed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeCertificate {
+    return {
+      meta: isSet(object.meta) ? Meta.fromJSON(object.meta) : undefined,
+      role: isSet(object.role) ? nodeRoleFromJSON(object.role) : 0,
+      notAfter: isSet(object.notAfter)
+        ? Timestamp.fromJSON(object.notAfter)
+        : isSet(object.not_after)
+        ? Timestamp.fromJSON(object.not_after)
+        : undefined,
+      rootDigestHex: isSet(object.rootDigestHex)
+        ? globalThis.String(object.rootDigestHex)
+        : isSet(object.root_digest_hex)
+        ? globalThis.String(object.root_digest_hex)
+        : "",
+      removed: isSet(object.removed) ? globalThis.Boolean(object.removed) : false,
+    };
+  },
+
+  toJSON(message: NodeCertificate): unknown {
+    const obj: any = {};
+    if (message.meta !== undefined) {
+      obj.meta = Meta.toJSON(message.meta);
+    }
+    if (message.role !== 0) {
+      obj.role = nodeRoleToJSON(message.role);
+    }
+    if (message.notAfter !== undefined) {
+      obj.notAfter = Timestamp.toJSON(message.notAfter);
+    }
+    if (message.rootDigestHex !== "") {
+      obj.rootDigestHex = message.rootDigestHex;
+    }
+    if (message.removed !== false) {
+      obj.removed = message.removed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeCertificate>, I>>(base?: I): NodeCertificate {
+    return NodeCertificate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeCertificate>, I>>(object: I): NodeCertificate {
+    const message = createBaseNodeCertificate();
+    message.meta = (object.meta !== undefined && object.meta !== null) ? Meta.fromPartial(object.meta) : undefined;
+    message.role = object.role ?? 0;
+    message.notAfter = (object.notAfter !== undefined && object.notAfter !== null)
+      ? Timestamp.fromPartial(object.notAfter)
+      : undefined;
+    message.rootDigestHex = object.rootDigestHex ?? "";
+    message.removed = object.removed ?? false;
+    return message;
+  },
+};
+
 function createBaseStoreAction(): StoreAction {
   return { kind: 0, target: undefined };
 }
@@ -4371,6 +4947,12 @@ export const StoreAction: MessageFns<StoreAction> = {
         break;
       case "cluster":
         Cluster.encode(message.target.value, writer.uint32(50).fork()).join();
+        break;
+      case "ca":
+        CertificateAuthorityState.encode(message.target.value, writer.uint32(58).fork()).join();
+        break;
+      case "certificate":
+        NodeCertificate.encode(message.target.value, writer.uint32(66).fork()).join();
         break;
     }
     return writer;
@@ -4437,6 +5019,22 @@ export const StoreAction: MessageFns<StoreAction> = {
             message.target = { $case: "cluster", value: Cluster.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.target = { $case: "ca", value: CertificateAuthorityState.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.target = { $case: "certificate", value: NodeCertificate.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4462,6 +5060,10 @@ export const StoreAction: MessageFns<StoreAction> = {
         ? { $case: "network", value: NetworkObject.fromJSON(object.network) }
         : isSet(object.cluster)
         ? { $case: "cluster", value: Cluster.fromJSON(object.cluster) }
+        : isSet(object.ca)
+        ? { $case: "ca", value: CertificateAuthorityState.fromJSON(object.ca) }
+        : isSet(object.certificate)
+        ? { $case: "certificate", value: NodeCertificate.fromJSON(object.certificate) }
         : undefined,
     };
   },
@@ -4481,6 +5083,10 @@ export const StoreAction: MessageFns<StoreAction> = {
       obj.network = NetworkObject.toJSON(message.target.value);
     } else if (message.target?.$case === "cluster") {
       obj.cluster = Cluster.toJSON(message.target.value);
+    } else if (message.target?.$case === "ca") {
+      obj.ca = CertificateAuthorityState.toJSON(message.target.value);
+    } else if (message.target?.$case === "certificate") {
+      obj.certificate = NodeCertificate.toJSON(message.target.value);
     }
     return obj;
   },
@@ -4519,6 +5125,18 @@ export const StoreAction: MessageFns<StoreAction> = {
       case "cluster": {
         if (object.target?.value !== undefined && object.target?.value !== null) {
           message.target = { $case: "cluster", value: Cluster.fromPartial(object.target.value) };
+        }
+        break;
+      }
+      case "ca": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "ca", value: CertificateAuthorityState.fromPartial(object.target.value) };
+        }
+        break;
+      }
+      case "certificate": {
+        if (object.target?.value !== undefined && object.target?.value !== null) {
+          message.target = { $case: "certificate", value: NodeCertificate.fromPartial(object.target.value) };
         }
         break;
       }
@@ -4619,7 +5237,7 @@ export const StoreTransaction: MessageFns<StoreTransaction> = {
 };
 
 function createBaseStoreSnapshot(): StoreSnapshot {
-  return { index: 0, nodes: [], services: [], tasks: [], networks: [], clusters: [] };
+  return { index: 0, nodes: [], services: [], tasks: [], networks: [], clusters: [], cas: [], certificates: [] };
 }
 
 export const StoreSnapshot: MessageFns<StoreSnapshot> = {
@@ -4641,6 +5259,12 @@ export const StoreSnapshot: MessageFns<StoreSnapshot> = {
     }
     for (const v of message.clusters) {
       Cluster.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.cas) {
+      CertificateAuthorityState.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.certificates) {
+      NodeCertificate.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -4706,6 +5330,22 @@ export const StoreSnapshot: MessageFns<StoreSnapshot> = {
             message.clusters.push(Cluster.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.cas.push(CertificateAuthorityState.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.certificates.push(NodeCertificate.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4730,6 +5370,12 @@ export const StoreSnapshot: MessageFns<StoreSnapshot> = {
         ? object.networks.map((e: any) => NetworkObject.fromJSON(e))
         : [],
       clusters: globalThis.Array.isArray(object?.clusters) ? object.clusters.map((e: any) => Cluster.fromJSON(e)) : [],
+      cas: globalThis.Array.isArray(object?.cas)
+        ? object.cas.map((e: any) => CertificateAuthorityState.fromJSON(e))
+        : [],
+      certificates: globalThis.Array.isArray(object?.certificates)
+        ? object.certificates.map((e: any) => NodeCertificate.fromJSON(e))
+        : [],
     };
   },
 
@@ -4753,6 +5399,12 @@ export const StoreSnapshot: MessageFns<StoreSnapshot> = {
     if (message.clusters?.length) {
       obj.clusters = message.clusters.map((e) => Cluster.toJSON(e));
     }
+    if (message.cas?.length) {
+      obj.cas = message.cas.map((e) => CertificateAuthorityState.toJSON(e));
+    }
+    if (message.certificates?.length) {
+      obj.certificates = message.certificates.map((e) => NodeCertificate.toJSON(e));
+    }
     return obj;
   },
 
@@ -4767,6 +5419,8 @@ export const StoreSnapshot: MessageFns<StoreSnapshot> = {
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
     message.networks = object.networks?.map((e) => NetworkObject.fromPartial(e)) || [];
     message.clusters = object.clusters?.map((e) => Cluster.fromPartial(e)) || [];
+    message.cas = object.cas?.map((e) => CertificateAuthorityState.fromPartial(e)) || [];
+    message.certificates = object.certificates?.map((e) => NodeCertificate.fromPartial(e)) || [];
     return message;
   },
 };
