@@ -17,7 +17,19 @@ import {
 const log = subsystemLogger('netns');
 const HELPER_MAIN = fileURLToPath(new URL('./helper-main.ts', import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const START_TIMEOUT_MS = 15_000;
+/** Node starts in ~1 s on a host but can take 15 s+ under emulation (the VM lab), as for the IPVS helper. */
+const START_TIMEOUT_MS = 60_000;
+
+/**
+ * node + tsx on helper-main.ts, or plain node on a prebuilt bundle of it named
+ * by MESHD_NETNS_HELPER_MAIN: under emulation (the VM lab) tsx alone takes
+ * ~15 s to start, the start timeout.
+ */
+function helperCommand(): string[] {
+  const bundle = process.env['MESHD_NETNS_HELPER_MAIN'];
+  if (bundle !== undefined && bundle !== '') return [process.execPath, bundle];
+  return [process.execPath, '--import', 'tsx', HELPER_MAIN];
+}
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 type DistributiveOmit<T, K extends keyof never> = T extends unknown ? Omit<T, K> : never;
@@ -63,7 +75,7 @@ export class NetnsHelper {
   static async start(netns: string): Promise<NetnsHelper> {
     validateNetnsName(netns);
     if (!netnsExists(netns)) throw new NetnsError('helper start', netns, 'namespace does not exist');
-    const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '--import', 'tsx', HELPER_MAIN], {
+    const child = spawn('ip', ['netns', 'exec', netns, ...helperCommand()], {
       cwd: PROJECT_ROOT,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, MESHD_NETNS_HELPER: netns },
