@@ -1,8 +1,17 @@
+import { subsystemLogger } from '../../src/common/logger.js';
 import { HealthPortServer, healthProgrammer, type ListenFn, listenOnAllAddresses } from '../lb/health.js';
+import { createIpvsLoadBalancer } from '../lb/ipvs/create.js';
+import { ipvsProgrammer } from '../lb/ipvs/programmer.js';
+import {
+  type LbBackendChoice,
+  type LbBackendSelection,
+  probeIpvs,
+  selectLbBackend,
+} from '../lb/ipvs/select.js';
 import { NftLoadBalancer } from '../lb/nft/backend.js';
 import { type NftExecutor, nftToolExecutor } from '../lb/nft/executor.js';
 import { lbProgrammer } from '../lb/programmer.js';
-import type { LbScope } from '../lb/types.js';
+import type { LbScope, LbScopeResolver, LoadBalancer } from '../lb/types.js';
 import { networkNetnsName } from '../overlay/names.js';
 import { buildNodeOverlay, type NodeOverlay } from '../overlay/node.js';
 import type { AnyProgrammer } from './reconciler.js';
@@ -10,6 +19,8 @@ import { Reconciler } from './reconciler.js';
 
 // One naming rule for every namespace (dataplane/overlay/names.ts); re-exported for callers here.
 export { networkNetnsName };
+
+const log = subsystemLogger('dataplane');
 
 export interface NodeDataplaneOptions {
   /** Prefix of every namespace this host creates ("" on a real host, `<lab>h1-` in the lab). */
@@ -19,6 +30,10 @@ export interface NodeDataplaneOptions {
   /** Serve mode=local health ports (long-running daemons only). */
   healthListen?: ListenFn | null;
   executor?: NftExecutor;
+  /** The load-balancer backend (see selectLbBackend); default nftables. */
+  lbBackend?: LbBackendSelection;
+  /** How the IPVS backend starts its per-namespace helper (a bundle in the VM lab); default node + tsx. */
+  ipvsHelperCommand?: string[];
   /** Build overlay networks and task sandboxes too (dataplane/overlay, dataplane/sandbox); default true. */
   overlay?: boolean;
   /** More programmers, run before the LB. */
@@ -27,41 +42,77 @@ export interface NodeDataplaneOptions {
 
 export interface NodeDataplane {
   reconciler: Reconciler;
-  lb: NftLoadBalancer;
+  lb: LoadBalancer;
+  /** Which backend is active and why (for `meshd dataplane dump` and the logs). */
+  lbBackend: LbBackendSelection;
   health: HealthPortServer | null;
   overlay: NodeOverlay | null;
   /** Stops helper processes and health listeners. */
   close(): Promise<void>;
 }
 
-/** The data plane of one node: overlay + sandboxes, nftables LB (+ health ports) behind one reconciler. */
+const DEFAULT_BACKEND: LbBackendSelection = { backend: 'nftables', reason: 'default: nftables' };
+
+/**
+ * The data plane of one node: overlay + sandboxes, the LB backend (+ health
+ * ports) behind one reconciler. Both backends get the same scopes: the host
+ * namespace (published ports) and one namespace per overlay network.
+ */
 export function buildNodeDataplane(options: NodeDataplaneOptions): NodeDataplane {
-  const lb = new NftLoadBalancer({
-    executor: options.executor ?? nftToolExecutor,
-    resolveScope: (scope) =>
-      scope.kind === 'host' ? null : networkNetnsName(options.hostPrefix, scope.networkId),
-    listScopes: (): LbScope[] => [
-      { kind: 'host' },
-      ...options.networkIds().map((networkId) => ({ kind: 'network' as const, networkId })),
-    ],
-  });
+  const resolveScope: LbScopeResolver = (scope) =>
+    scope.kind === 'host' ? null : networkNetnsName(options.hostPrefix, scope.networkId);
+  const listScopes = (): LbScope[] => [
+    { kind: 'host' },
+    ...options.networkIds().map((networkId) => ({ kind: 'network' as const, networkId })),
+  ];
+  const selection = options.lbBackend ?? DEFAULT_BACKEND;
+  let lb: LoadBalancer;
+  let lbStep: AnyProgrammer;
+  let closeLb = () => {};
+  if (selection.backend === 'ipvs') {
+    const made = createIpvsLoadBalancer({
+      resolveScope,
+      listScopes,
+      ...(options.ipvsHelperCommand === undefined ? {} : { helperCommand: options.ipvsHelperCommand }),
+    });
+    lb = made.lb;
+    lbStep = ipvsProgrammer(made.lb);
+    closeLb = () => made.close();
+  } else {
+    lb = new NftLoadBalancer({ executor: options.executor ?? nftToolExecutor, resolveScope, listScopes });
+    lbStep = lbProgrammer(lb);
+  }
   const listen = options.healthListen === undefined ? listenOnAllAddresses : options.healthListen;
   const health = listen === null ? null : new HealthPortServer(listen);
   const overlay = options.overlay === false ? null : buildNodeOverlay({ hostPrefix: options.hostPrefix });
-  const programmers: AnyProgrammer[] = [
-    ...(overlay?.programmers ?? []),
-    ...(options.before ?? []),
-    lbProgrammer(lb),
-  ];
+  const programmers: AnyProgrammer[] = [...(overlay?.programmers ?? []), ...(options.before ?? []), lbStep];
   if (health !== null) programmers.push(healthProgrammer(health));
   return {
     reconciler: new Reconciler(programmers),
     lb,
+    lbBackend: selection,
     health,
     overlay,
     async close() {
       await health?.close();
       await overlay?.close();
+      closeLb();
     },
   };
+}
+
+/**
+ * Picks the LB backend for `choice` (auto: IPVS when its generic-netlink
+ * family resolves after trying to load the module, nftables otherwise), logs
+ * which one and why, then builds the node's data plane with it.
+ */
+export async function selectNodeDataplane(
+  options: Omit<NodeDataplaneOptions, 'lbBackend'> & {
+    lbBackendChoice: LbBackendChoice;
+    probeIpvs?: () => Promise<void>;
+  },
+): Promise<NodeDataplane> {
+  const selection = await selectLbBackend(options.lbBackendChoice, options.probeIpvs ?? probeIpvs);
+  log.info({ lbBackend: selection.backend, reason: selection.reason }, 'load-balancer backend selected');
+  return buildNodeDataplane({ ...options, lbBackend: selection });
 }

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
+import { type LbBackendChoice, parseLbBackendChoice } from '../../dataplane/lb/ipvs/select.js';
 import { ValidationError } from '../common/errors.js';
 
 /** Everything meshd init/join/run needs to know about this host. */
@@ -12,7 +13,8 @@ export interface DaemonConfig {
   /** host:port other nodes use to reach listenAddress. */
   advertiseAddress: string;
   dataPathPort: number;
-  lbBackend: 'nftables' | 'ipvs';
+  /** `auto`: IPVS when the kernel has it (after trying to load the module), nftables otherwise. */
+  lbBackend: LbBackendChoice;
   socketPath: string;
   socketGroup: string;
   hostname: string;
@@ -43,7 +45,7 @@ export const DEFAULTS = {
   'listen-address': '0.0.0.0:4242',
   'raft-listen-address': '0.0.0.0:4243',
   'data-path-port': '4789',
-  'lb-backend': 'nftables',
+  'lb-backend': 'auto',
   socket: '/run/meshd/meshd.sock',
   'socket-group': 'meshd',
   'data-plane': 'kernel',
@@ -83,9 +85,7 @@ export function resolveConfig(opts: {
       'data-path-port',
       `data-path-port must be 1024..65535 (VXLAN, default 4789), got "${raw('data-path-port')}"`,
     );
-  const lb = raw('lb-backend');
-  if (lb !== 'nftables' && lb !== 'ipvs')
-    throw new ValidationError('lb-backend', `lb-backend must be nftables or ipvs, got "${lb}"`);
+  const lb = parseLbBackendChoice(raw('lb-backend') ?? '', 'lb-backend');
   const stateDir = absolute('state-dir', raw('state-dir') ?? '');
   const socketPath = absolute('socket', raw('socket') ?? '');
   const socketGroup = raw('socket-group') ?? '';
@@ -100,11 +100,6 @@ export function resolveConfig(opts: {
   const dataPlane = raw('data-plane');
   if (dataPlane !== 'kernel' && dataPlane !== 'none')
     throw new ValidationError('data-plane', `data-plane must be kernel or none, got "${dataPlane}"`);
-  if (lb === 'ipvs' && dataPlane === 'kernel')
-    throw new ValidationError(
-      'lb-backend',
-      'lb-backend ipvs is not wired into "meshd run" yet (the VM lab drives it directly); use nftables',
-    );
   const netnsPrefix = raw('netns-prefix') ?? '';
   if (!/^[a-z0-9-]{0,8}$/.test(netnsPrefix))
     throw new ValidationError(

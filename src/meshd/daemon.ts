@@ -24,7 +24,7 @@ import {
 } from '../../controlplane/manager/membership-service.js';
 import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
 import { EmbeddedDns } from '../../dataplane/dns/embedded.js';
-import { buildNodeDataplane } from '../../dataplane/reconciler/node.js';
+import { selectNodeDataplane } from '../../dataplane/reconciler/node.js';
 import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
 import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
 import {
@@ -158,7 +158,7 @@ export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
     const advertise = cfg.advertiseAddress.endsWith(':0')
       ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
       : cfg.advertiseAddress;
-    const agent = startAgent({ ...cfg, advertiseAddress: advertise }, state, material, stops);
+    const agent = await startAgent({ ...cfg, advertiseAddress: advertise }, state, material, stops);
     log.info({ nodeId: state.nodeId, role: state.role, listen: cfg.listenAddress }, 'node running');
     return { state, manager, ca, agent, listenPort, stop: stopAll };
   } catch (err) {
@@ -254,16 +254,20 @@ async function startManagerRole(
   return { manager, ca, listenPort };
 }
 
-function startAgent(
+async function startAgent(
   cfg: DaemonConfig,
   state: LocalNode,
   material: ReturnType<typeof loadNodeTlsMaterial>,
   stops: (() => Promise<void>)[],
-): Agent {
+): Promise<Agent> {
   const dataplane: DataplaneTarget[] = [];
   if (cfg.dataPlane === 'kernel') {
     let networkIds: string[] = [];
-    const node = buildNodeDataplane({ hostPrefix: cfg.netnsPrefix, networkIds: () => networkIds });
+    const node = await selectNodeDataplane({
+      hostPrefix: cfg.netnsPrefix,
+      networkIds: () => networkIds,
+      lbBackendChoice: cfg.lbBackend,
+    });
     dataplane.push({
       name: 'reconciler',
       apply: (desired) => {

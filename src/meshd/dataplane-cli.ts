@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { buildNodeDataplane, type NodeDataplane } from '../../dataplane/reconciler/node.js';
+import { parseLbBackendChoice } from '../../dataplane/lb/ipvs/select.js';
+import { type NodeDataplane, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
 import type { ProgrammerView } from '../../dataplane/reconciler/reconciler.js';
 import type { DesiredState } from '../api/gen/meshd/v1/dataplane.js';
 import { systemClock } from '../common/clock.js';
@@ -10,16 +11,22 @@ import { readAppliedState, readDesiredStateFile, writeAppliedState } from './sta
 interface CommonOptions {
   netnsPrefix: string;
   stateDir: string;
+  lbBackend: string;
 }
 
 const DEFAULT_STATE_DIR = '/var/lib/meshd';
 const log = subsystemLogger('meshd');
 
-function nodeDataplane(options: CommonOptions, state: () => DesiredState | null, serveHealth: boolean) {
-  return buildNodeDataplane({
+function nodeDataplane(
+  options: CommonOptions,
+  state: () => DesiredState | null,
+  serveHealth: boolean,
+): Promise<NodeDataplane> {
+  return selectNodeDataplane({
     hostPrefix: options.netnsPrefix,
     networkIds: () => state()?.networks.map((n) => n.id) ?? [],
     healthListen: serveHealth ? undefined : null,
+    lbBackendChoice: parseLbBackendChoice(options.lbBackend, '--lb-backend'),
   });
 }
 
@@ -30,12 +37,27 @@ function parseInterval(text: string): number {
   return ms;
 }
 
-export function printView(views: ProgrammerView[], version: number | null, json: boolean): void {
+/** Which LB backend is active and why, as `meshd dataplane dump` shows it. */
+export interface LbBackendView {
+  backend: string;
+  reason: string;
+}
+
+export function printView(
+  views: ProgrammerView[],
+  version: number | null,
+  json: boolean,
+  lbBackend?: LbBackendView,
+): void {
   if (json) {
-    process.stdout.write(`${JSON.stringify({ appliedVersion: version, programmers: views }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ appliedVersion: version, lbBackend, programmers: views }, null, 2)}\n`,
+    );
     return;
   }
   process.stdout.write(`applied version: ${version ?? 'none recorded'}\n`);
+  if (lbBackend !== undefined)
+    process.stdout.write(`lb backend: ${lbBackend.backend} (${lbBackend.reason})\n`);
   for (const v of views) {
     const count = (model: unknown) => {
       const m = model as { services?: unknown[] } | unknown[];
@@ -54,14 +76,19 @@ export function addDataplaneCommands(program: Command): void {
   const common = (cmd: Command) =>
     cmd
       .option('--netns-prefix <prefix>', "prefix of this host's namespaces (lab hosts share a kernel)", '')
-      .option('--state-dir <dir>', 'where the last applied state is recorded', DEFAULT_STATE_DIR);
+      .option('--state-dir <dir>', 'where the last applied state is recorded', DEFAULT_STATE_DIR)
+      .option(
+        '--lb-backend <backend>',
+        'auto (IPVS when the kernel has it, else nftables), ipvs or nftables',
+        'auto',
+      );
 
   common(dataplane.command('apply'))
     .description('validate a desired state (JSON) and make the kernel match it')
     .requiredOption('--state <file>', 'DesiredState in its JSON form')
     .action(async (options: CommonOptions & { state: string }) => {
       const state = readDesiredStateFile(options.state);
-      const node = nodeDataplane(options, () => state, false);
+      const node = await nodeDataplane(options, () => state, false);
       const result = await node.reconciler.apply(state).finally(() => node.close());
       writeAppliedState(options.stateDir, state);
       process.stdout.write(
@@ -74,7 +101,7 @@ export function addDataplaneCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (options: CommonOptions & { json?: boolean }) => {
       const state = readAppliedState(options.stateDir);
-      const node = nodeDataplane(options, () => state, false);
+      const node = await nodeDataplane(options, () => state, false);
       try {
         await printDump(node, state, options.json === true);
       } finally {
@@ -87,13 +114,21 @@ export function addDataplaneCommands(program: Command): void {
       const programmed = await node.lb.dump();
       const services = [...programmed.services.values()];
       printView(
-        [{ name: 'lb-nftables', desired: { services: [] }, programmed: { services }, pending: [] }],
+        [
+          {
+            name: `lb-${node.lb.backendName}`,
+            desired: { services: [] },
+            programmed: { services },
+            pending: [],
+          },
+        ],
         null,
         json,
+        node.lbBackend,
       );
       return;
     }
-    printView(await node.reconciler.view(state), state.version, json);
+    printView(await node.reconciler.view(state), state.version, json, node.lbBackend);
   }
 
   common(dataplane.command('run'))
@@ -103,7 +138,7 @@ export function addDataplaneCommands(program: Command): void {
     .action(async (options: CommonOptions & { state: string; resyncIntervalMs: string }) => {
       const intervalMs = parseInterval(options.resyncIntervalMs);
       let state = readDesiredStateFile(options.state);
-      const node = nodeDataplane(options, () => state, true);
+      const node = await nodeDataplane(options, () => state, true);
       const reconciler = node.reconciler;
       await reconciler.apply(state);
       writeAppliedState(options.stateDir, state);

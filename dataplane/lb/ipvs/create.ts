@@ -8,6 +8,8 @@ export interface CreateIpvsLoadBalancerOptions {
   resolveScope: LbScopeResolver;
   listScopes: () => LbScope[];
   clock?: Clock;
+  /** How helpers in named namespaces start (default node + tsx; the VM lab passes a bundle). */
+  helperCommand?: string[];
 }
 
 /**
@@ -24,7 +26,7 @@ export function createIpvsLoadBalancer(options: CreateIpvsLoadBalancerOptions): 
     namespaceFor: (netns) => {
       let ns = namespaces.get(netns);
       if (ns === undefined) {
-        ns = new LocalIpvsNamespace(netns);
+        ns = new LocalIpvsNamespace(netns, options.helperCommand);
         namespaces.set(netns, ns);
       }
       return ns;

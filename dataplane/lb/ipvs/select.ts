@@ -30,7 +30,7 @@ export async function selectLbBackend(
   } catch (err) {
     if (!(err instanceof MeshError) || err.code !== IPVS_UNAVAILABLE) throw err;
     if (choice === 'ipvs') {
-      throw new MeshError(IPVS_UNAVAILABLE, `lbBackend is configured as "ipvs", but ${err.message}`, {
+      throw new MeshError(IPVS_UNAVAILABLE, `lb-backend is configured as "ipvs", but ${err.message}`, {
         cause: err,
       });
     }

@@ -5,12 +5,12 @@ import { resolveConfig } from '../../../src/meshd/config.js';
 const base = { hostname: 'host1', flags: { 'advertise-address': '192.0.2.10:4242' } };
 
 describe('meshd config', () => {
-  it('defaults: state in /var/lib/meshd, socket in /run/meshd, VXLAN 4789, nftables', () => {
+  it('defaults: state in /var/lib/meshd, socket in /run/meshd, VXLAN 4789, lb-backend auto', () => {
     const c = resolveConfig(base);
     assert.equal(c.stateDir, '/var/lib/meshd');
     assert.equal(c.socketPath, '/run/meshd/meshd.sock');
     assert.equal(c.dataPathPort, 4789);
-    assert.equal(c.lbBackend, 'nftables');
+    assert.equal(c.lbBackend, 'auto');
     assert.equal(c.listenAddress, '0.0.0.0:4242');
     assert.equal(c.hostname, 'host1');
   });
@@ -26,6 +26,17 @@ describe('meshd config', () => {
     assert.equal(c.stateDir, '/srv/meshd');
   });
 
+  it('lb-backend accepts auto, ipvs and nftables, also with the kernel data plane', () => {
+    for (const choice of ['auto', 'ipvs', 'nftables'] as const) {
+      const c = resolveConfig({
+        ...base,
+        flags: { ...base.flags, 'lb-backend': choice, 'data-plane': 'kernel' },
+      });
+      assert.equal(c.lbBackend, choice);
+      assert.equal(c.dataPlane, 'kernel');
+    }
+  });
+
   it('a wildcard listen address needs an advertise address, and the error says which', () => {
     assert.throws(() => resolveConfig({ hostname: 'h', flags: {} }), { field: 'advertise-address' });
     const c = resolveConfig({ hostname: 'h', flags: { 'listen-address': '10.0.0.1:4242' } });
@@ -34,7 +45,11 @@ describe('meshd config', () => {
 
   it('each bad value names its field and what is accepted', () => {
     const cases: [Record<string, string>, string, RegExp][] = [
-      [{ 'lb-backend': 'iptables' }, 'lb-backend', /nftables or ipvs, got "iptables"/],
+      [
+        { 'lb-backend': 'iptables' },
+        'lb-backend',
+        /lb-backend: must be one of auto, ipvs, nftables; got "iptables"/,
+      ],
       [{ 'data-path-port': '80' }, 'data-path-port', /1024\.\.65535/],
       [{ 'listen-address': 'localhost:4242' }, 'listen-address', /must be an IP address/],
       [{ 'listen-address': '10.0.0.1' }, 'listen-address', /HOST:PORT/],
