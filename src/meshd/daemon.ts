@@ -16,6 +16,7 @@ import {
 } from '../../controlplane/ca/node-identity.js';
 import { ControlApi } from '../../controlplane/controlapi/control-api.js';
 import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
+import { DEFAULT_HEARTBEAT_POLICY } from '../../controlplane/dispatcher/heartbeat.js';
 import { DISPATCHER_POLICY, Dispatcher } from '../../controlplane/dispatcher/server.js';
 import { ManagerNode } from '../../controlplane/manager/manager-node.js';
 import {
@@ -203,6 +204,7 @@ async function startManagerRole(
   if (!state.founder) await joinRaft(manager, state, cfg, material);
   const dispatcher = new Dispatcher({
     store: manager.replica(),
+    policy: { ...DEFAULT_HEARTBEAT_POLICY, basePeriodMs: cfg.dispatcherHeartbeatMs },
     proposer: manager.proposer,
     // Agents fail over among these; every manager listens on the same port as this one (lab and swarm habit).
     managers: () => [
