@@ -17,15 +17,16 @@ import {
 const log = subsystemLogger('netns');
 const HELPER_MAIN = fileURLToPath(new URL('./helper-main.ts', import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-/** Node starts in ~1 s on a host but can take 15 s+ under emulation (the VM lab), as for the IPVS helper. */
+// Generous: node starts in ~1 s on a host, but takes tens of seconds in an emulated VM under load.
 const START_TIMEOUT_MS = 60_000;
 
 /**
- * node + tsx on helper-main.ts, or plain node on a prebuilt bundle of it named
- * by MESHD_NETNS_HELPER_MAIN: under emulation (the VM lab) tsx alone takes
- * ~15 s to start, the start timeout.
+ * How a helper starts: node + tsx on helper-main.ts, as meshd itself runs
+ * from a checkout; or plain node on a prebuilt bundle of it named by
+ * MESHD_NETNS_HELPER_MAIN (`meshd run` in the VM lab, where tsx costs ~10 s
+ * per start under emulation). Callers may also pass a command of their own.
  */
-function helperCommand(): string[] {
+export function defaultNetnsHelperCommand(): string[] {
   const bundle = process.env['MESHD_NETNS_HELPER_MAIN'];
   if (bundle !== undefined && bundle !== '') return [process.execPath, bundle];
   return [process.execPath, '--import', 'tsx', HELPER_MAIN];
@@ -71,11 +72,11 @@ export class NetnsHelper {
     });
   }
 
-  /** Starts the helper inside `netns` and waits until it is ready. */
-  static async start(netns: string): Promise<NetnsHelper> {
+  /** Starts the helper inside `netns` (with `command`, default node + tsx) and waits until it is ready. */
+  static async start(netns: string, command: string[] = defaultNetnsHelperCommand()): Promise<NetnsHelper> {
     validateNetnsName(netns);
     if (!netnsExists(netns)) throw new NetnsError('helper start', netns, 'namespace does not exist');
-    const child = spawn('ip', ['netns', 'exec', netns, ...helperCommand()], {
+    const child = spawn('ip', ['netns', 'exec', netns, ...command], {
       cwd: PROJECT_ROOT,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, MESHD_NETNS_HELPER: netns },

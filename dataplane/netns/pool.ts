@@ -7,6 +7,9 @@ import { NetnsHelper } from './helper.js';
 export class NetnsHelperPool {
   private readonly helpers = new Map<string, Promise<NetnsHelper>>();
 
+  /** `command`: how helpers start (see NetnsHelper.start); default node + tsx. */
+  constructor(private readonly command?: string[]) {}
+
   async get(netns: string): Promise<NetnsHelper> {
     const cached = this.helpers.get(netns);
     if (cached !== undefined) {
@@ -16,7 +19,7 @@ export class NetnsHelperPool {
       if (this.helpers.get(netns) === cached) this.helpers.delete(netns);
       else return this.get(netns);
     }
-    const started = NetnsHelper.start(netns);
+    const started = NetnsHelper.start(netns, this.command);
     // A failed start must not be cached: the next call retries.
     started.catch(() => {
       if (this.helpers.get(netns) === started) this.helpers.delete(netns);

@@ -16,8 +16,13 @@ export interface NodeOverlay {
  * `host` defaults to the namespace this process runs in (meshd on a host, or
  * `ip netns exec <lab host> meshd ...` in the lab).
  */
-export function buildNodeOverlay(options: { hostPrefix: string; host?: HostAccess }): NodeOverlay {
-  const helpers = new NetnsHelperPool();
+export function buildNodeOverlay(options: {
+  hostPrefix: string;
+  host?: HostAccess;
+  /** How namespace helpers start (NetnsHelper.start); default node + tsx. */
+  helperCommand?: string[];
+}): NodeOverlay {
+  const helpers = new NetnsHelperPool(options.helperCommand);
   const host = options.host ?? localHostAccess();
   return {
     programmers: [

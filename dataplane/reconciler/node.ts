@@ -34,6 +34,8 @@ export interface NodeDataplaneOptions {
   lbBackend?: LbBackendSelection;
   /** How the IPVS backend starts its per-namespace helper (a bundle in the VM lab); default node + tsx. */
   ipvsHelperCommand?: string[];
+  /** How the overlay starts its namespace helpers (dataplane/netns; a bundle in the VM lab); default node + tsx. */
+  netnsHelperCommand?: string[];
   /** Build overlay networks and task sandboxes too (dataplane/overlay, dataplane/sandbox); default true. */
   overlay?: boolean;
   /** More programmers, run before the LB. */
@@ -84,7 +86,13 @@ export function buildNodeDataplane(options: NodeDataplaneOptions): NodeDataplane
   }
   const listen = options.healthListen === undefined ? listenOnAllAddresses : options.healthListen;
   const health = listen === null ? null : new HealthPortServer(listen);
-  const overlay = options.overlay === false ? null : buildNodeOverlay({ hostPrefix: options.hostPrefix });
+  const overlay =
+    options.overlay === false
+      ? null
+      : buildNodeOverlay({
+          hostPrefix: options.hostPrefix,
+          ...(options.netnsHelperCommand === undefined ? {} : { helperCommand: options.netnsHelperCommand }),
+        });
   const programmers: AnyProgrammer[] = [...(overlay?.programmers ?? []), ...(options.before ?? []), lbStep];
   if (health !== null) programmers.push(healthProgrammer(health));
   return {

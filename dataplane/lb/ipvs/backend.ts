@@ -325,18 +325,34 @@ export class IpvsLoadBalancer implements LoadBalancer {
     return removed;
   }
 
+  /**
+   * The SNAT address of a scope's VIP services: what this process programmed,
+   * else (a fresh process, e.g. `meshd dataplane dump`) what the scope's
+   * netfilter table holds; only read when the scope has VIP services.
+   */
+  private async snatAddressOf(
+    rt: ScopeRuntime,
+    services: readonly { key: { kind: string } }[],
+  ): Promise<string | null> {
+    const programmed = [...this.programmed.values()].find(
+      (s) => scopeKey(s.scope) === scopeKey(rt.scope) && s.snatAddress !== null,
+    );
+    if (programmed !== undefined) return programmed.snatAddress;
+    if (!services.some((s) => s.key.kind === 'inet')) return null;
+    return rt.ns.readSnatAddress();
+  }
+
   async dump(): Promise<LbState> {
     const state = emptyLbState();
     for (const scope of this.config.listScopes()) {
       const rt = this.runtime(scope);
       const ipvs = await rt.ns.ipvs();
-      const snat = [...this.programmed.values()].find(
-        (s) => scopeKey(s.scope) === scopeKey(scope) && s.snatAddress !== null,
-      );
-      for (const svc of await ipvs.listServices()) {
+      const services = await ipvs.listServices();
+      const snatAddress = await this.snatAddressOf(rt, services);
+      for (const svc of services) {
         if (svc.key.kind === 'fwmark' && markToPublishedPort(svc.key.fwmark) === null) continue;
         const destinations = await ipvs.listDestinations(svc.key);
-        const model = fromIpvs(scope, svc, destinations, snat?.snatAddress ?? null);
+        const model = fromIpvs(scope, svc, destinations, snatAddress);
         if (model === null) continue;
         // Only published ports live in the host scope; VIPs only in network scopes.
         if ((scope.kind === 'host') !== (model.address === ANY_LOCAL_ADDRESS)) continue;

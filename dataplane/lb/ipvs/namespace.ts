@@ -43,6 +43,12 @@ export interface IpvsNamespace {
   syncNetfilter(spec: ScopeNetfilter): Promise<void>;
   /** Deletes UDP conntrack entries whose reply comes from address:port; returns how many. */
   flushUdpConntrack(address: string, port: number): Promise<number>;
+  /**
+   * The SNAT source this namespace's table holds (null: none, or no table).
+   * IPVS does not keep it, so a process that did not program the scope (a
+   * fresh `meshd dataplane dump`) reads it back from here.
+   */
+  readSnatAddress(): Promise<string | null>;
   close(): void;
 }
 
@@ -148,6 +154,11 @@ export class LocalIpvsNamespace implements IpvsNamespace {
         if (!want.has(address)) await this.cmd('ip', ['addr', 'del', `${address}/32`, 'dev', VIP_LINK]);
       this.vipsOnLink = want;
     }
+  }
+
+  async readSnatAddress(): Promise<string | null> {
+    const listing = await this.cmd('nft', ['list', 'chain', 'ip', NFT_TABLE, 'postrouting']).catch(() => '');
+    return /snat (?:ip )?to (\d+\.\d+\.\d+\.\d+)/.exec(listing)?.[1] ?? null;
   }
 
   async flushUdpConntrack(address: string, port: number): Promise<number> {

@@ -139,7 +139,8 @@ export function fromIpvs(
     protocol,
     address,
     port,
-    scheduler: service.scheduler === 'sh' ? 'source-hash' : 'random',
+    // The model's two kinds (model.ts schedulerOf): sh and mh hash the source, the rest do not.
+    scheduler: service.scheduler === 'sh' || service.scheduler === 'mh' ? 'source-hash' : 'random',
     snatAddress: snat,
     backends: sortBackends(destinations.map((d) => ({ address: d.address, port: d.port, weight: d.weight }))),
   };

@@ -153,6 +153,24 @@ describe('IPVS backend', () => {
     assert.equal(ns.services.get('tcp 10.0.0.2:80')?.dests.size, 2);
   });
 
+  it('a fresh process (meshd dataplane dump) reads back what another programmed, SNAT address and mh included: no drift', async () => {
+    const { ns, lb, sync } = setup();
+    const desired = state({ ...vip([b('10.0.0.5'), b('10.0.0.6')]), scheduler: 'source-hash' });
+    lb.setServiceOptions(new Map([[vip([]).key, options({ scheduler: 'mh' })]]));
+    await sync(desired);
+    const fresh = new IpvsLoadBalancer({
+      namespaceFor: () => ns,
+      resolveScope: () => null,
+      listScopes: () => [net, { kind: 'host' }],
+      clock: new ManualClock(1_000),
+    });
+    // As ipvsProgrammer.desired does before every plan.
+    fresh.setServiceOptions(new Map([[vip([]).key, options({ scheduler: 'mh' })]]));
+    const dumped = await fresh.dump();
+    assert.equal(dumped.services.get(vip([]).key)?.snatAddress, '10.0.0.254');
+    assert.deepEqual(fresh.plan(desired, dumped), []);
+  });
+
   it('a per-service scheduler is programmed, and changing only the scheduler is planned as an update', async () => {
     const { ns, lb, sync } = setup();
     const desired = state(vip([b('10.0.0.5')]));

@@ -34,6 +34,9 @@ export class FakeIpvsNamespace implements IpvsNamespace, IpvsOps {
     this.flushed.push(`${address}:${port}`);
     return 1;
   }
+  async readSnatAddress(): Promise<string | null> {
+    return this.netfilter?.snatAddress ?? null;
+  }
   close(): void {}
 
   private svc(key: IpvsServiceKey) {
