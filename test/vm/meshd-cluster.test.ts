@@ -2,9 +2,10 @@
  * Issue 9's core flow on three VMs (lab `mdve1`) with the IPVS backend: meshd
  * init on vm1, vm2 and vm3 join as workers with the token, a service with
  * replicas published on 8080 answers on every VM's address from the other
- * VMs, and every VM's IPVS tables hold its tasks. kill -9 of vm3's meshd (and
- * its tasks) → the tasks run on vm1/vm2, the port still answers there, and
- * vm3's tasks are gone from their IPVS tables.
+ * VMs, and every VM's IPVS tables hold its tasks. kill -9 of a worker VM's
+ * meshd (and its tasks) → the tasks run on the other two, the port still
+ * answers there, and the dead worker's tasks are gone from their IPVS tables.
+ * `KEEP=1` leaves the lab up (and the logs in .state/mdve1-logs) for a look.
  *
  * meshd, meshctl and the namespace helpers run as bundles (test/vm/helpers.ts):
  * started with tsx each would take 15-30 s under emulation.
@@ -26,7 +27,9 @@ const TASK = join(ROOT, 'test/vm/guest/web-task.sh');
 const LOG_DIR = join(ROOT, '.state', `${LAB}-logs`);
 /** In every task's argv: vm3's orphaned tasks are found by it. */
 const MARKER = `${LAB}-${process.pid}`;
-const REPLICAS = 3;
+/** At most 2 per VM: tasks land on at least two VMs, and still fit on two once a worker is gone. */
+const REPLICAS = 4;
+const MAX_PER_NODE = 2;
 const PORT = 8080;
 /** Guest paths: the guest root is a tmpfs overlay, so state starts empty every boot. */
 const PIDFILE = '/run/meshd-test.pid';
@@ -42,8 +45,8 @@ describe('meshd on three VMs with the IPVS backend', () => {
       `--raft-listen-address ${vm.address}:4243`,
       `--hostname ${vm.name}`,
       // Under emulation on a shared host meshd can stall for seconds: the default
-      // 1.5 s period (down after 4.5 s) would flap sessions, the manager's own too.
-      '--dispatcher-heartbeat 5s',
+      // 1.5 s period (down after 4.5 s) flaps sessions, the manager's own too; 5 s still did.
+      '--dispatcher-heartbeat 10s',
     ].join(' ');
   const logOf = (vm: LabVm) => join(LOG_DIR, `${vm.name}.log`);
   /** meshctl on vm1; a guest too slow to answer in time is a failed call, so polls go on. */
@@ -202,9 +205,9 @@ describe('meshd on three VMs with the IPVS backend', () => {
     return [...out.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]!);
   }
 
-  test(`service create --replicas ${REPLICAS} -p ${PORT}:80 converges with tasks on all three VMs`, async () => {
+  test(`service create --replicas ${REPLICAS} -p ${PORT}:80 converges with tasks on more than one VM`, async () => {
     const r = await meshctl(
-      `service create --name web --replicas ${REPLICAS} -p ${PORT}:80 -- /bin/sh ${TASK} ${MARKER}`,
+      `service create --name web --replicas ${REPLICAS} --replicas-max-per-node ${MAX_PER_NODE} -p ${PORT}:80 -- /bin/sh ${TASK} ${MARKER}`,
       300_000,
     );
     assert.equal(r.exitCode, 0, `${r.stderr}\n${logTails()}`);
@@ -215,7 +218,7 @@ describe('meshd on three VMs with the IPVS backend', () => {
       REPLICAS,
       say,
     );
-    assert.deepEqual([...new Set(rows.map(([node]) => node))].sort(), ['vm1', 'vm2', 'vm3'], say);
+    assert.ok(new Set(rows.map(([node]) => node)).size >= 2, say);
   });
 
   test('the published port answers on every VM from the other VMs, served by tasks on more than one VM', async () => {
@@ -255,48 +258,56 @@ describe('meshd on three VMs with the IPVS backend', () => {
     }
   });
 
-  test('kill -9 of vm3 (meshd and its tasks): tasks replaced on vm1/vm2, the port answers there, vm3 gone from IPVS', async () => {
-    const [vm1, vm2, vm3] = vms;
-    const vm3Tasks = await sandboxAddresses(vm3);
-    assert.ok(vm3Tasks.length > 0, 'vm3 runs no task');
+  test('kill -9 of a worker VM (meshd and its tasks): tasks replaced on the others, the port answers there, its tasks gone from their IPVS tables', async () => {
+    const { rows } = await tasksByNode();
+    // A worker that runs tasks: with at most 2 per VM, vm2 or vm3 does.
+    const victim = [vms[2], vms[1]].find((vm) => rows.some(([node]) => node === vm.name))!;
+    const rest = vms.filter((vm) => vm !== victim);
+    const names = rest.map((vm) => vm.name);
+    const victimTasks = await sandboxAddresses(victim);
+    assert.ok(victimTasks.length > 0, `${victim.name} runs no task`);
     await lab.run(
-      vm3.name,
+      victim.name,
       `kill -9 $(cat ${PIDFILE})
        for pid in $(pgrep -f -- '${MARKER}'); do kill -9 "$pid"; done`,
     );
     await poll(
-      `vm3 down and ${REPLICAS} tasks running on vm1/vm2`,
+      `${victim.name} down and ${REPLICAS} tasks running on ${names.join('/')}`,
       async () => {
         const nodes = await meshctl('node ls');
         const { rows, say } = await tasksByNode();
         const running = rows.filter(
-          ([node, want, now]) => node !== 'vm3' && want === 'running' && now === 'running',
+          ([node, want, now]) => names.includes(node!) && want === 'running' && now === 'running',
         );
-        const vm3Running = rows.some(([node, want]) => node === 'vm3' && want === 'running');
-        return /vm3\s+down/.test(nodes.stdout) && running.length === REPLICAS && !vm3Running
+        const victimRunning = rows.some(([node, want]) => node === victim.name && want === 'running');
+        return new RegExp(`${victim.name}\\s+down`).test(nodes.stdout) &&
+          running.length === REPLICAS &&
+          !victimRunning
           ? { value: true, say: '' }
           : { say: `${nodes.stdout}${say}` };
       },
-      120_000,
+      180_000,
     );
     await poll(
-      "vm3's tasks gone from vm1's and vm2's IPVS tables",
+      `${victim.name}'s tasks gone from the other VMs' IPVS tables`,
       async () => {
-        const tables = await Promise.all([vm1, vm2].map(ipvsServices));
+        const tables = await Promise.all(rest.map(ipvsServices));
         const stale = tables
           .flat()
-          .flatMap((s) => s.destinations.filter((d) => vm3Tasks.includes(d.address.split(':')[0]!)));
+          .flatMap((s) => s.destinations.filter((d) => victimTasks.includes(d.address.split(':')[0]!)));
         const full = tables.every((services) => services.some((s) => s.destinations.length === REPLICAS));
         return stale.length === 0 && full
           ? { value: true, say: '' }
           : { say: `stale ${stale.map((d) => d.address).join(' ')}; ${JSON.stringify(tables)}` };
       },
-      60_000,
+      90_000,
     );
-    const perClient = await Promise.all([requests(vm1, [vm1, vm2], 6), requests(vm2, [vm1, vm2], 6)]);
+    const perClient = await Promise.all(rest.map((client) => requests(client, rest, 6)));
     const failures = perClient.flatMap((answers) =>
       [...answers].flatMap(([target, lines]) =>
-        lines.filter((l) => !/^vm[12] \S+$/.test(l)).map((l) => `${target}: ${l}`),
+        lines
+          .filter((l) => !names.includes(l.split(' ')[0]!) || l.split(' ').length !== 2)
+          .map((l) => `${target}: ${l}`),
       ),
     );
     assert.deepEqual(failures, []);
