@@ -256,6 +256,9 @@ async function startManagerRole(
   return { manager, ca, listenPort };
 }
 
+/** Period of the data plane's drift-repairing resync in `meshd run` (as `meshd dataplane run`). */
+const RESYNC_INTERVAL_MS = 30_000;
+
 async function startAgent(
   cfg: DaemonConfig,
   state: LocalNode,
@@ -278,6 +281,10 @@ async function startAgent(
       },
     });
     stops.push(() => node.close());
+    // The agent leaves a failed or partial apply to this: re-read the kernel and
+    // repair drift (seen in the VM lab: a worker's ingress IPVS services missing).
+    const stopResync = node.reconciler.startPeriodicResync(systemClock, RESYNC_INTERVAL_MS);
+    stops.push(async () => stopResync());
     // One resolver for every task sandbox on this node (127.0.0.11 inside each);
     // it follows the same desired state, after the reconciler made the sandboxes.
     const dns = new EmbeddedDns({ registry: new Registry(), hostPrefix: cfg.netnsPrefix });
