@@ -110,9 +110,18 @@ export function buildNodeDataplane(options: NodeDataplaneOptions): NodeDataplane
 }
 
 /**
+ * Logs which LB backend is active and why. Long-running callers (meshd run,
+ * meshd dataplane run) log it at start; one-shot commands print it instead,
+ * which keeps their --json output clean.
+ */
+export function logLbBackend(selection: LbBackendSelection): void {
+  log.info({ lbBackend: selection.backend, reason: selection.reason }, 'load-balancer backend selected');
+}
+
+/**
  * Picks the LB backend for `choice` (auto: IPVS when its generic-netlink
- * family resolves after trying to load the module, nftables otherwise), logs
- * which one and why, then builds the node's data plane with it.
+ * family resolves after trying to load the module, nftables otherwise), then
+ * builds the node's data plane with it; `lbBackend` of the result says which and why.
  */
 export async function selectNodeDataplane(
   options: Omit<NodeDataplaneOptions, 'lbBackend'> & {
@@ -121,6 +130,5 @@ export async function selectNodeDataplane(
   },
 ): Promise<NodeDataplane> {
   const selection = await selectLbBackend(options.lbBackendChoice, options.probeIpvs ?? probeIpvs);
-  log.info({ lbBackend: selection.backend, reason: selection.reason }, 'load-balancer backend selected');
   return buildNodeDataplane({ ...options, lbBackend: selection });
 }

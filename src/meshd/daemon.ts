@@ -25,7 +25,7 @@ import {
 } from '../../controlplane/manager/membership-service.js';
 import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
 import { EmbeddedDns } from '../../dataplane/dns/embedded.js';
-import { selectNodeDataplane } from '../../dataplane/reconciler/node.js';
+import { logLbBackend, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
 import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
 import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
 import {
@@ -273,6 +273,7 @@ async function startAgent(
       networkIds: () => networkIds,
       lbBackendChoice: cfg.lbBackend,
     });
+    logLbBackend(node.lbBackend);
     dataplane.push({
       name: 'reconciler',
       apply: (desired) => {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { parseLbBackendChoice } from '../../dataplane/lb/ipvs/select.js';
-import { type NodeDataplane, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
+import { logLbBackend, type NodeDataplane, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
 import type { ProgrammerView } from '../../dataplane/reconciler/reconciler.js';
 import type { DesiredState } from '../api/gen/meshd/v1/dataplane.js';
 import { systemClock } from '../common/clock.js';
@@ -139,6 +139,7 @@ export function addDataplaneCommands(program: Command): void {
       const intervalMs = parseInterval(options.resyncIntervalMs);
       let state = readDesiredStateFile(options.state);
       const node = await nodeDataplane(options, () => state, true);
+      logLbBackend(node.lbBackend);
       const reconciler = node.reconciler;
       await reconciler.apply(state);
       writeAppliedState(options.stateDir, state);

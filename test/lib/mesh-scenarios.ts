@@ -74,8 +74,8 @@ export async function httpGets(
   // closes each connection, so every request is a new connection the LB balances.
   const out = await d.bash(
     host,
-    `${inNetns(netns)}curl -s --max-time 3 -w '\\n%{http_code}\\n@@\\n' ${Array(count).fill(quote(url)).join(' ')}; true`,
-    30_000 + count * 3_000,
+    `${inNetns(netns)}curl -s --max-time 10 -w '\\n%{http_code}\\n@@\\n' ${Array(count).fill(quote(url)).join(' ')}; true`,
+    30_000 + count * 10_000,
   );
   // Each request prints its body, its status code on a line of its own, then a line "@@".
   return out
@@ -126,7 +126,7 @@ class LineClient {
        sleep 300 > ${dir}/in 2>/dev/null < /dev/null & echo $! > ${dir}/holder.pid
        ${inNetns(netns)}${quote(process.execPath)} ${FIXTURES}line-client.mjs ${address} ${port} 120000 < ${dir}/in > ${dir}/out 2>&1 &
        echo $! > ${dir}/client.pid
-       for i in $(seq 300); do grep -q . ${dir}/out && break; sleep 0.1; done
+       for i in $(seq 1500); do grep -q . ${dir}/out && break; sleep 0.1; done
        head -1 ${dir}/out`,
       )
       .then((first) => assert.equal(first.trim(), 'connected'));
@@ -140,7 +140,7 @@ class LineClient {
     const out = await this.d.bash(
       this.host,
       `echo ${quote(line)} > ${this.dir}/in
-       for i in $(seq 300); do [ "$(wc -l < ${this.dir}/out)" -ge ${want} ] && break; sleep 0.1; done
+       for i in $(seq 1500); do [ "$(wc -l < ${this.dir}/out)" -ge ${want} ] && break; sleep 0.1; done
        sed -n ${want}p ${this.dir}/out`,
     );
     return out.trim();
@@ -179,11 +179,11 @@ export const MESH_SCENARIOS: readonly MeshScenario[] = [
       const out = await d.bash(
         1,
         `out=$(mktemp); err=$(mktemp)
-         timeout 30 tcpdump -n -c 1 -i eth0 udp port 4789 > $out 2> $err & pid=$!
-         for i in $(seq 200); do grep -q listening $err && break; sleep 0.1; done
+         timeout 120 tcpdump -n -c 1 -i eth0 udp port 4789 > $out 2> $err & pid=$!
+         for i in $(seq 1000); do grep -q listening $err && break; sleep 0.1; done
          ${inNetns(d.sandboxNetns('t1'))}curl -s --max-time 5 http://${meshTaskAddress('t2', 'app')}:${TASK_PORT}/
          wait $pid; echo "captured: $(cat $out)"; rm -f $out $err`,
-        60_000,
+        180_000,
       );
       assert.match(out, /^t2 10\.10\.0\.11$/m);
       assert.match(out, /captured: .*\d+\.\d+\.\d+\.\d+\.\d+ > \d+\.\d+\.\d+\.\d+\.4789: VXLAN/);
