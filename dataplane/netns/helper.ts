@@ -23,10 +23,13 @@ const START_TIMEOUT_MS = 60_000;
 
 /**
  * How a helper starts: node + tsx on helper-main.ts, as meshd itself runs
- * from a checkout. Callers that run a bundle (the VM lab, where tsx costs
- * ~10 s per start under emulation) pass a command of their own.
+ * from a checkout; or plain node on a prebuilt bundle of it named by
+ * MESHD_NETNS_HELPER_MAIN (`meshd run` in the VM lab, where tsx costs ~10 s
+ * per start under emulation). Callers may also pass a command of their own.
  */
 export function defaultNetnsHelperCommand(): string[] {
+  const bundle = process.env['MESHD_NETNS_HELPER_MAIN'];
+  if (bundle !== undefined && bundle !== '') return [process.execPath, bundle];
   return [process.execPath, '--import', 'tsx', HELPER_MAIN];
 }
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;

@@ -34,7 +34,8 @@ ip link set eth0 up
 ip addr add "$(arg vmlab.ip)" dev eth0
 cd "$(arg vmlab.checkout)" || echo o > /proc/sysrq-trigger
 
-# A fifo read with a timeout sleeps without forking a `sleep` per poll.
+# A fifo read with a timeout sleeps without forking a `sleep` per poll. Every
+# pass reads the job dir over 9p: at 0.05 s that cost ~12% of an emulated CPU.
 mkfifo /run/vmlab.tick
 exec 9<> /run/vmlab.tick
 touch /vmjob/ready
@@ -45,5 +46,5 @@ while true; do
     mv "$job" "$id.run" || continue
     ( bash "$id.run" > "$id.out" 2> "$id.err" < /dev/null; echo $? > "$id.rc.tmp"; mv "$id.rc.tmp" "$id.rc" ) &
   done
-  read -t 0.05 -u 9 _
+  read -t 0.2 -u 9 _
 done

@@ -20,8 +20,10 @@ export interface DaemonConfig {
   hostname: string;
   /** `kernel`: overlay, sandboxes and LB programmed; `none`: tasks run in the host namespace, nothing programmed (tests, hosts without root). */
   dataPlane: 'kernel' | 'none';
-  /** Prefix of this host's namespaces ("" on a real host; lab hosts sharing a kernel set one). */
+  /** Prefix of this host's namespaces ("md-" on a real host; lab hosts sharing a kernel set their own). */
   netnsPrefix: string;
+  /** Base heartbeat period this manager's dispatcher hands to nodes; a node is down after 3 missed. */
+  dispatcherHeartbeatMs: number;
 }
 
 /** Config keys as written in the YAML file and as `--flag`s (the same names). */
@@ -37,6 +39,7 @@ export const CONFIG_KEYS = {
   hostname: 'hostname',
   'data-plane': 'dataPlane',
   'netns-prefix': 'netnsPrefix',
+  'dispatcher-heartbeat': 'dispatcherHeartbeatMs',
 } as const satisfies Record<string, keyof DaemonConfig>;
 type Key = keyof typeof CONFIG_KEYS;
 
@@ -49,7 +52,10 @@ export const DEFAULTS = {
   socket: '/run/meshd/meshd.sock',
   'socket-group': 'meshd',
   'data-plane': 'kernel',
-  'netns-prefix': '',
+  // Never empty: meshd deletes undesired namespaces under its prefix (dataplane/overlay/names.ts).
+  'netns-prefix': 'md-',
+  // DEFAULT_HEARTBEAT_POLICY (controlplane/dispatcher/heartbeat.ts): down 4.5 s after the last beat.
+  'dispatcher-heartbeat': '1500ms',
 } satisfies Partial<Record<Key, string>>;
 
 /**
@@ -106,9 +112,16 @@ export function resolveConfig(opts: {
       'netns-prefix',
       `netns-prefix must be up to 8 lowercase letters, digits or '-', got "${netnsPrefix}"`,
     );
+  const dispatcherHeartbeatMs = duration(
+    'dispatcher-heartbeat',
+    raw('dispatcher-heartbeat') ?? '',
+    100,
+    60_000,
+  );
   return {
     dataPlane,
     netnsPrefix,
+    dispatcherHeartbeatMs,
     stateDir,
     listenAddress,
     raftListenAddress,
@@ -167,6 +180,18 @@ function hostPort(field: string, text: string): string {
   if (isIP(host) === 0)
     throw new ValidationError(field, `${field} host must be an IP address, got "${host}"`);
   return `${m[1]}:${port}`;
+}
+
+/** `1500ms`, `5s` or `2.5s` within [minMs, maxMs], in milliseconds. */
+function duration(field: string, text: string, minMs: number, maxMs: number): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s)$/.exec(text.trim());
+  const ms = m === null ? Number.NaN : Math.round(Number(m[1]) * (m[2] === 's' ? 1000 : 1));
+  if (!(ms >= minMs && ms <= maxMs))
+    throw new ValidationError(
+      field,
+      `${field} must be a duration like 1500ms or 5s, ${minMs}ms..${maxMs / 1000}s, got "${text}"`,
+    );
+  return ms;
 }
 
 function absolute(field: string, path: string): string {

@@ -19,6 +19,7 @@ import { certificateValidity } from '../../controlplane/ca/renewal.js';
 import { authorityObject, certificateObject, StoreCaState } from '../../controlplane/ca/store-ca-state.js';
 import { ControlApi } from '../../controlplane/controlapi/control-api.js';
 import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
+import { DEFAULT_HEARTBEAT_POLICY } from '../../controlplane/dispatcher/heartbeat.js';
 import { DISPATCHER_POLICY, Dispatcher } from '../../controlplane/dispatcher/server.js';
 import { ManagerNode } from '../../controlplane/manager/manager-node.js';
 import {
@@ -328,6 +329,7 @@ async function startManagerParts(
   if (!state.founder) await joinRaft(manager, state, cfg, material);
   const dispatcher = new Dispatcher({
     store: manager.replica(),
+    policy: { ...DEFAULT_HEARTBEAT_POLICY, basePeriodMs: cfg.dispatcherHeartbeatMs },
     proposer: manager.proposer,
     // A follower sends agents to the leader (a worker may know only this manager).
     leaderAddress: () => {
@@ -408,6 +410,9 @@ async function startManagerParts(
   };
 }
 
+/** Period of the data plane's drift-repairing resync in `meshd run` (as `meshd dataplane run`). */
+const RESYNC_INTERVAL_MS = 30_000;
+
 async function startAgent(
   cfg: DaemonConfig,
   state: LocalNode,
@@ -432,6 +437,10 @@ async function startAgent(
       view: () => node.reconciler.view(),
     });
     stops.push(() => node.close());
+    // The agent leaves a failed or partial apply to this: re-read the kernel and
+    // repair drift (seen in the VM lab: a worker's ingress IPVS services missing).
+    const stopResync = node.reconciler.startPeriodicResync(systemClock, RESYNC_INTERVAL_MS);
+    stops.push(async () => stopResync());
     // One resolver for every task sandbox on this node (127.0.0.11 inside each);
     // it follows the same desired state, after the reconciler made the sandboxes.
     const dns = new EmbeddedDns({ registry: new Registry(), hostPrefix: cfg.netnsPrefix });

@@ -75,7 +75,7 @@ export function addDataplaneCommands(program: Command): void {
   const dataplane = program.command('dataplane').description("program and inspect this node's data plane");
   const common = (cmd: Command) =>
     cmd
-      .option('--netns-prefix <prefix>', "prefix of this host's namespaces (lab hosts share a kernel)", '')
+      .option('--netns-prefix <prefix>', "prefix of this host's namespaces (lab hosts share a kernel)", 'md-')
       .option('--state-dir <dir>', 'where the last applied state is recorded', DEFAULT_STATE_DIR)
       .option(
         '--lb-backend <backend>',

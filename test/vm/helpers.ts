@@ -1,6 +1,8 @@
 import { mkdirSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
+import { build, type Plugin } from 'esbuild';
 import type { VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestResult, GuestStep } from './guest/driver.js';
 
@@ -23,6 +25,51 @@ export async function bundleForGuest(entry: string, name: string): Promise<strin
     format: 'esm',
     target: 'node20',
     packages: 'external',
+    outfile,
+    logLevel: 'error',
+  });
+  process.once('exit', () => rmSync(outfile, { force: true }));
+  return outfile;
+}
+
+/**
+ * Keeps each module's own `import.meta.url` in a bundle: code that finds files
+ * next to itself (the netns and IPVS helpers' entries, the project root) then
+ * finds them in the checkout, wherever the bundle is written.
+ */
+const moduleUrls: Plugin = {
+  name: 'module-urls',
+  setup(b) {
+    b.onLoad({ filter: /\.ts$/ }, async (args) => {
+      if (args.path.includes('/node_modules/')) return undefined;
+      const text = await readFile(args.path, 'utf8');
+      const url = JSON.stringify(pathToFileURL(args.path).href);
+      return { contents: text.replaceAll('import.meta.url', url), loader: 'ts' };
+    });
+  },
+};
+
+/**
+ * Bundles a whole program, packages included (only the netlink addon stays
+ * external): node then reads one file instead of hundreds over 9p, which
+ * takes meshd's start in a guest from ~30 s to ~5 s under emulation. The
+ * file is removed when this process exits.
+ */
+export async function bundleProgram(entry: string, name: string): Promise<string> {
+  mkdirSync(BUNDLE_DIR, { recursive: true });
+  const outfile = join(BUNDLE_DIR, `${name}-${process.pid}.mjs`);
+  await build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    external: ['netlink'],
+    // CommonJS packages inside an ESM bundle still call require().
+    banner: {
+      js: "import { createRequire as __meshdRequire } from 'node:module'; const require = __meshdRequire(import.meta.url);",
+    },
+    plugins: [moduleUrls],
     outfile,
     logLevel: 'error',
   });

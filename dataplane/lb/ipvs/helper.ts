@@ -10,8 +10,14 @@ const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const START_TIMEOUT_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 
-/** How to start the helper: node + tsx on the .ts entry by default (tests may pass a bundle). */
+/**
+ * How to start the helper: node + tsx on the .ts entry, or plain node on a
+ * prebuilt bundle of it named by MESHD_IPVS_HELPER_MAIN (the VM lab, where
+ * tsx alone takes ~15 s to start); tests may also pass a command.
+ */
 export function defaultHelperCommand(): string[] {
+  const bundle = process.env['MESHD_IPVS_HELPER_MAIN'];
+  if (bundle !== undefined && bundle !== '') return [process.execPath, bundle];
   return [process.execPath, '--import', 'tsx', HELPER_MAIN];
 }
 

@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MeshError } from '../../../src/common/errors.js';
 import { IpvsClient } from '../../netlink/ipvs/client.js';
 import type { IpvsDestination, IpvsService, IpvsServiceKey, IpvsTimeouts } from '../../netlink/ipvs/types.js';
+import { NETNS_RUN_DIR } from '../../netns/netns.js';
 import type { LbProtocol } from '../types.js';
 import { IpvsHelper } from './helper.js';
 import { SNAT_MARK } from './translate.js';
@@ -99,6 +102,8 @@ export function renderNetfilter(spec: ScopeNetfilter): string {
 export class LocalIpvsNamespace implements IpvsNamespace {
   private client: IpvsClient | undefined;
   private helper: Promise<IpvsHelper> | undefined;
+  /** Which namespace (device:inode of its /run/netns file) the helper was started in. */
+  private helperNetnsId: string | undefined;
   private vipsOnLink = new Set<string>();
   /** The script (which names every VIP) the last successful syncNetfilter made current. */
   private lastScript: string | undefined;
@@ -138,7 +143,19 @@ export class LocalIpvsNamespace implements IpvsNamespace {
       return this.client;
     }
     const netns = this.netns;
-    this.helper ??= IpvsHelper.start(netns, this.helperCommand);
+    // A namespace deleted and made again under the same name (the overlay
+    // recreates one it finds half set up) leaves a helper programming the old,
+    // unreachable one, whose dumps then show no drift: seen in the VM lab as a
+    // node whose published port never answered. Follow the name.
+    const netnsId = namespaceId(netns);
+    if (this.helper !== undefined && netnsId !== this.helperNetnsId) {
+      void this.helper.then((h) => h.close()).catch(() => {});
+      this.helper = undefined;
+    }
+    if (this.helper === undefined) {
+      this.helper = IpvsHelper.start(netns, this.helperCommand);
+      this.helperNetnsId = netnsId;
+    }
     try {
       return (await this.helper).ops();
     } catch (err) {
@@ -214,6 +231,16 @@ export class LocalIpvsNamespace implements IpvsNamespace {
     this.client = undefined;
     void this.helper?.then((h) => h.close()).catch(() => {});
     this.helper = undefined;
+  }
+}
+
+/** device:inode of a named namespace's file, or undefined when there is none. */
+function namespaceId(netns: string): string | undefined {
+  try {
+    const st = statSync(join(NETNS_RUN_DIR, netns));
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
   }
 }
 

@@ -13,6 +13,16 @@ describe('meshd config', () => {
     assert.equal(c.lbBackend, 'auto');
     assert.equal(c.listenAddress, '0.0.0.0:4242');
     assert.equal(c.hostname, 'host1');
+    assert.equal(c.netnsPrefix, 'md-');
+    assert.equal(c.dispatcherHeartbeatMs, 1500);
+  });
+
+  it('dispatcher-heartbeat takes ms or s (a slow lab stretches it)', () => {
+    const at = (v: string) =>
+      resolveConfig({ ...base, flags: { ...base.flags, 'dispatcher-heartbeat': v } }).dispatcherHeartbeatMs;
+    assert.equal(at('5s'), 5000);
+    assert.equal(at('250ms'), 250);
+    assert.equal(at('2.5s'), 2500);
   });
 
   it('flags override the file, the file overrides defaults', () => {
@@ -55,6 +65,9 @@ describe('meshd config', () => {
       [{ 'listen-address': '10.0.0.1' }, 'listen-address', /HOST:PORT/],
       [{ 'state-dir': 'relative/dir' }, 'state-dir', /absolute path/],
       [{ 'socket-group': 'Bad Group' }, 'socket-group', /group name/],
+      [{ 'dispatcher-heartbeat': '5' }, 'dispatcher-heartbeat', /like 1500ms or 5s/],
+      [{ 'dispatcher-heartbeat': '2m' }, 'dispatcher-heartbeat', /like 1500ms or 5s/],
+      [{ 'dispatcher-heartbeat': '61s' }, 'dispatcher-heartbeat', /100ms\.\.60s/],
     ];
     for (const [flags, field, message] of cases)
       assert.throws(
