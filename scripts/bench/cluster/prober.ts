@@ -1,0 +1,53 @@
+/**
+ * The bench's side of probe-helper.ts: one helper per host, started in that
+ * host's ingress namespace (`ip netns exec`: meshd's network namespaces are
+ * bind mounts `nsenter --net` cannot enter from here); `probe(targets)` queues targets (each probed once
+ * until it answers) and `answeredAt(target)` is when it first answered.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url)).replace(/\/$/, '');
+const HELPER = join(ROOT, 'scripts/bench/cluster/probe-helper.ts');
+const TSX = join(ROOT, 'node_modules/tsx/dist/loader.mjs');
+
+export class Prober {
+  private child: ChildProcess | undefined;
+  private readonly answered = new Map<string, number>();
+  private readonly sent = new Set<string>();
+
+  constructor(readonly netns: string) {}
+
+  start(): void {
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', this.netns, process.execPath, '--import', `file://${TSX}`, HELPER],
+      { stdio: ['pipe', 'pipe', 'ignore'] },
+    );
+    this.child = child;
+    // A helper that died shows up as targets that never answer (a timeout naming them).
+    child.stdin?.on('error', () => {});
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const { target, atMs } = JSON.parse(line) as { target: string; atMs: number };
+      this.answered.set(target, atMs);
+    });
+  }
+
+  /** Queues targets not queued before (a target answers once per helper). */
+  probe(targets: Iterable<string>, source: string): void {
+    const fresh = [...targets].filter((t) => !this.sent.has(t));
+    if (fresh.length === 0) return;
+    for (const t of fresh) this.sent.add(t);
+    this.child?.stdin?.write(`${JSON.stringify({ source, targets: fresh })}\n`);
+  }
+
+  answeredAt(target: string): number | undefined {
+    return this.answered.get(target);
+  }
+
+  stop(): void {
+    this.child?.kill('SIGKILL');
+  }
+}
