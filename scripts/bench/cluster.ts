@@ -67,6 +67,17 @@ async function run(ctx: BenchContext): Promise<void> {
     await lab.start(ctx.log);
     await obs.start();
     const env = { lab, obs, report: ctx.report, log: ctx.log };
+    // A failed measurement is a row saying why; the next one still runs.
+    const attempt = async (metric: string, f: () => Promise<void>) => {
+      ctx.log(metric);
+      try {
+        await f();
+      } catch (err) {
+        ctx.report({ metric, value: 'failed', unit: '', note: (err as Error).message });
+        ctx.log(`  ${metric} failed: ${(err as Error).message}`);
+        await lab.removeAllServices(60_000).catch((e: Error) => ctx.log(`  cleanup: ${e.message}`));
+      }
+    };
     for (const [i, n] of sizes.entries()) {
       // Each create may use what is left of the run's bound less FAILURES_RESERVE_MS.
       const leftMs = RUN_LIMIT_MS - (Date.now() - startedMs) - FAILURES_RESERVE_MS;
@@ -81,13 +92,12 @@ async function run(ctx: BenchContext): Promise<void> {
         });
         continue;
       }
-      ctx.log(`create ${n} replicas (cut off after ${Math.round(capMs / 1000)} s)`);
-      await measureCreate(env, n, 8000 + i, capMs);
+      await attempt(`create ${n} replicas (cut off after ${Math.round(capMs / 1000)} s)`, () =>
+        measureCreate(env, n, 8000 + i, capMs),
+      );
     }
-    ctx.log(`task death x ${trials}`);
-    await measureTaskDeath(env, trials!, 8100);
-    ctx.log(`node death (${nodeReplicas} replicas)`);
-    await measureNodeDeath(env, nodeReplicas!, 8200);
+    await attempt(`task death x ${trials}`, () => measureTaskDeath(env, trials!, 8100));
+    await attempt(`node death (${nodeReplicas} replicas)`, () => measureNodeDeath(env, nodeReplicas!, 8200));
     for (const [host, { watcher }] of obs.byHost)
       ctx.log(
         `  ${host}: ${watcher.lists} nft lists, ${watcher.safetyHits} changes seen only by the safety poll`,

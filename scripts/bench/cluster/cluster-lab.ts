@@ -207,6 +207,13 @@ export class ClusterLab {
     }
   }
 
+  /** Removes every service and waits (bounded) for their processes: a clean slate after a failure. */
+  async removeAllServices(timeoutMs: number): Promise<void> {
+    const { services } = await this.control.listServices({ read: undefined });
+    for (const s of services) await this.control.deleteService({ service: s.meta?.id ?? '' });
+    await this.until('task processes gone', async () => taskProcesses().size === 0, timeoutMs);
+  }
+
   /** kill -9 of a host's meshd (its tasks live on: see taskProcesses). */
   killDaemon(name: string): void {
     const child = this.daemons.get(name);
