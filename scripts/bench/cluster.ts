@@ -46,9 +46,14 @@ async function run(ctx: BenchContext): Promise<void> {
   const startedMs = Date.now();
   const lab = new ClusterLab(logs);
   const obs = new Observers(lab);
-  const cleanup = async () => {
-    obs.stop();
-    await lab.teardown();
+  // One teardown, however many paths (failure, signal, run limit) ask for it.
+  let tornDown: Promise<void> | undefined;
+  const cleanup = () => {
+    tornDown ??= (async () => {
+      obs.stop();
+      await lab.teardown();
+    })();
+    return tornDown;
   };
   const onSignal = () => {
     ctx.log('interrupted: tearing down');
