@@ -103,9 +103,9 @@ async function run(ctx: BenchContext): Promise<void> {
     }
     await attempt(`task death x ${trials}`, () => measureTaskDeath(env, trials!, 8100));
     await attempt(`node death (${nodeReplicas} replicas)`, () => measureNodeDeath(env, nodeReplicas!, 8200));
-    for (const [host, { watcher }] of obs.byHost)
+    for (const [host, { watcher, prober }] of obs.byHost)
       ctx.log(
-        `  ${host}: ${watcher.lists} nft lists, ${watcher.safetyHits} changes seen only by the safety poll`,
+        `  ${host}: ${watcher.lists} nft lists, ${watcher.safetyHits} changes seen only by the safety poll, ${watcher.monitorRestarts} monitor and ${prober.restarts} probe-helper restarts`,
       );
   } finally {
     clearTimeout(limit);

@@ -25,6 +25,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nftToolExecutor } from '../../../dataplane/lb/nft/executor.js';
+import { TABLE } from '../../../dataplane/lb/nft/render.js';
 import { networkNetnsName } from '../../../dataplane/overlay/names.js';
 import { connectSocket, type MeshdClients } from '../../../src/meshctl/client.js';
 import { type LabHost, labDown, labUp } from '../../lab/lab.js';
@@ -188,8 +190,19 @@ export class ClusterLab {
     const { networks } = await this.control.listNetworks({ read: undefined });
     this.ingressNetworkId = networks.find((n) => n.ingress)?.meta?.id ?? '';
     if (this.ingressNetworkId === '') throw new Error('no ingress network after init');
-    await this.until('every host has its ingress namespace', async () =>
-      this.hosts.every((h) => existsSync(`/run/netns/${this.ingressNetns(h)}`)),
+    // The namespace file appears before meshd has mounted and programmed it: wait for the
+    // LB table itself, or a monitor or helper started now would sit in no namespace at all.
+    await this.until(
+      'every host has its ingress LB table',
+      async () => {
+        for (const h of this.hosts) {
+          const ns = this.ingressNetns(h);
+          if (!existsSync(`/run/netns/${ns}`) || (await nftToolExecutor.listTableJson(ns, TABLE)) === null)
+            return false;
+        }
+        return true;
+      },
+      120_000,
     );
     log(`cluster up: ${this.hosts.map((h) => `${h.name}=${h.address}`).join(' ')} (h1 manager)`);
   }

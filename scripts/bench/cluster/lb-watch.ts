@@ -58,6 +58,8 @@ export class LbWatcher {
   private listeners = new Set<(s: LbSnapshot) => void>();
   latest: LbSnapshot = { atMs: 0, ports: new Map(), snatAddress: null };
   safetyHits = 0;
+  monitorRestarts = 0;
+  private stopped = false;
   lists = 0;
   lastError: string | undefined;
 
@@ -68,6 +70,14 @@ export class LbWatcher {
   ) {}
 
   async start(): Promise<void> {
+    this.startMonitor();
+    this.safety = setInterval(() => this.trigger(nowMs(), true), SAFETY_POLL_MS);
+    await this.list(nowMs(), false);
+  }
+
+  /** A monitor that exits (its namespace was not ready) is started again; `monitorRestarts` counts it. */
+  private startMonitor(): void {
+    if (this.stopped) return;
     const child = spawn('ip', ['netns', 'exec', this.netns, 'stdbuf', '-oL', 'nft', 'monitor'], {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
@@ -77,11 +87,15 @@ export class LbWatcher {
       this.lastEventMs = nowMs();
       this.trigger(this.lastEventMs, false);
     });
-    this.safety = setInterval(() => this.trigger(nowMs(), true), SAFETY_POLL_MS);
-    await this.list(nowMs(), false);
+    child.once('exit', () => {
+      if (this.stopped) return;
+      this.monitorRestarts++;
+      setTimeout(() => this.startMonitor(), 200);
+    });
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.safety !== undefined) clearInterval(this.safety);
     this.monitor?.kill('SIGKILL');
     for (const w of this.waiters) w.resolve(Number.NaN);
@@ -141,7 +155,8 @@ export class LbWatcher {
 
   private publish(s: LbSnapshot, fromSafetyPoll: boolean): void {
     if (fromSafetyPoll && !samePorts(s.ports, this.latest.ports)) this.safetyHits++;
-    if (samePorts(s.ports, this.latest.ports) && this.latest.atMs !== 0) return;
+    const same = samePorts(s.ports, this.latest.ports) && s.snatAddress === this.latest.snatAddress;
+    if (same && this.latest.atMs !== 0) return;
     this.latest = s;
     for (const f of this.listeners) f(s);
     for (const w of [...this.waiters]) {

@@ -17,6 +17,9 @@ export class Prober {
   private child: ChildProcess | undefined;
   private readonly answered = new Map<string, number>();
   private readonly sent = new Set<string>();
+  private source = '';
+  private stopped = false;
+  restarts = 0;
 
   constructor(readonly netns: string) {}
 
@@ -33,6 +36,17 @@ export class Prober {
       const { target, atMs } = JSON.parse(line) as { target: string; atMs: number };
       this.answered.set(target, atMs);
     });
+    // A helper that died (its namespace was not ready, say) comes back with what is unanswered.
+    child.once('exit', () => {
+      if (this.stopped) return;
+      this.restarts++;
+      setTimeout(() => {
+        this.start();
+        const open = [...this.sent].filter((t) => !this.answered.has(t));
+        if (open.length > 0)
+          this.child?.stdin?.write(`${JSON.stringify({ source: this.source, targets: open })}\n`);
+      }, 200);
+    });
   }
 
   /** Queues targets not queued before (a target answers once per helper). */
@@ -40,6 +54,7 @@ export class Prober {
     const fresh = [...targets].filter((t) => !this.sent.has(t));
     if (fresh.length === 0) return;
     for (const t of fresh) this.sent.add(t);
+    this.source = source;
     this.child?.stdin?.write(`${JSON.stringify({ source, targets: fresh })}\n`);
   }
 
@@ -48,6 +63,7 @@ export class Prober {
   }
 
   stop(): void {
+    this.stopped = true;
     this.child?.kill('SIGKILL');
   }
 }
