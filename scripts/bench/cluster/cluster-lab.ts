@@ -190,15 +190,16 @@ export class ClusterLab {
     const { networks } = await this.control.listNetworks({ read: undefined });
     this.ingressNetworkId = networks.find((n) => n.ingress)?.meta?.id ?? '';
     if (this.ingressNetworkId === '') throw new Error('no ingress network after init');
-    // The namespace file appears before meshd has mounted and programmed it: wait for the
-    // LB table itself, or a monitor or helper started now would sit in no namespace at all.
+    // The namespace file appears before meshd has mounted it: wait until `nft` can enter it
+    // (a host with no service yet may have no LB table, which is fine), or a monitor or
+    // helper started now would sit in no namespace at all.
     await this.until(
-      'every host has its ingress LB table',
+      "every host's ingress namespace usable",
       async () => {
         for (const h of this.hosts) {
           const ns = this.ingressNetns(h);
-          if (!existsSync(`/run/netns/${ns}`) || (await nftToolExecutor.listTableJson(ns, TABLE)) === null)
-            return false;
+          if (!existsSync(`/run/netns/${ns}`)) return false;
+          await nftToolExecutor.listTableJson(ns, TABLE);
         }
         return true;
       },
