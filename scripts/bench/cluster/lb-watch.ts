@@ -15,6 +15,7 @@
  * snapshots only it found.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { nftToolExecutor } from '../../../dataplane/lb/nft/executor.js';
 import { parseScopeDump } from '../../../dataplane/lb/nft/parse.js';
 import { TABLE } from '../../../dataplane/lb/nft/render.js';
@@ -60,6 +61,9 @@ export class LbWatcher {
   safetyHits = 0;
   monitorRestarts = 0;
   private stopped = false;
+  /** Identity of the namespace the monitor entered: meshd may replace a namespace of the same name. */
+  private netnsInode = 0;
+  private readonly onReplaced = new Set<() => void>();
   lists = 0;
   lastError: string | undefined;
 
@@ -71,13 +75,21 @@ export class LbWatcher {
 
   async start(): Promise<void> {
     this.startMonitor();
-    this.safety = setInterval(() => this.trigger(nowMs(), true), SAFETY_POLL_MS);
+    this.safety = setInterval(() => {
+      if (inodeOf(this.netns) !== this.netnsInode) {
+        // The monitor (and any helper) sits in the old namespace: start them again in the new one.
+        this.monitor?.kill('SIGKILL');
+        for (const f of this.onReplaced) f();
+      }
+      this.trigger(nowMs(), true);
+    }, SAFETY_POLL_MS);
     await this.list(nowMs(), false);
   }
 
   /** A monitor that exits (its namespace was not ready) is started again; `monitorRestarts` counts it. */
   private startMonitor(): void {
     if (this.stopped) return;
+    this.netnsInode = inodeOf(this.netns);
     const child = spawn('ip', ['netns', 'exec', this.netns, 'stdbuf', '-oL', 'nft', 'monitor'], {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
@@ -100,6 +112,11 @@ export class LbWatcher {
     this.monitor?.kill('SIGKILL');
     for (const w of this.waiters) w.resolve(Number.NaN);
     this.waiters.clear();
+  }
+
+  /** Calls `f` when the namespace was replaced by a new one of the same name. */
+  onNamespaceReplaced(f: () => void): void {
+    this.onReplaced.add(f);
   }
 
   /** Calls `f` with every new snapshot until the returned function is called. */
@@ -164,6 +181,14 @@ export class LbWatcher {
       this.waiters.delete(w);
       w.resolve(s.atMs);
     }
+  }
+}
+
+function inodeOf(netns: string): number {
+  try {
+    return statSync(`/run/netns/${netns}`).ino;
+  } catch {
+    return 0;
   }
 }
 

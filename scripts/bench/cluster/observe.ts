@@ -27,6 +27,7 @@ export class Observers {
       const prober = new Prober(netns);
       this.byHost.set(h.name, { watcher, prober });
       prober.start();
+      watcher.onNamespaceReplaced(() => prober.restart());
       await watcher.start();
     }
   }

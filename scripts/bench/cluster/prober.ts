@@ -62,6 +62,11 @@ export class Prober {
     return this.answered.get(target);
   }
 
+  /** Starts the helper again (it re-enters the namespace by name); unanswered targets are resent. */
+  restart(): void {
+    this.child?.kill('SIGKILL');
+  }
+
   stop(): void {
     this.stopped = true;
     this.child?.kill('SIGKILL');
