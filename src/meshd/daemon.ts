@@ -125,6 +125,17 @@ function hostOf(hostPort: string): string {
   return hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
 }
 
+/** Steps to undo what was started, run last-first by `stopAll`; a failing step is logged and the rest still run. */
+function stopList(): { stops: (() => Promise<void>)[]; stopAll: () => Promise<void> } {
+  const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'stop step failed'));
+    stops.length = 0;
+  };
+  return { stops, stopAll };
+}
+
 /** A running node; `stop` is the graceful path (tasks drained and stopped, leadership handed over). */
 export interface RunningDaemon {
   state: LocalNode;
@@ -149,12 +160,7 @@ export async function runNode(cfg: DaemonConfig): Promise<RunningDaemon> {
   // One object for the life of the process: renewals replace its contents, so
   // whatever builds credentials from it later (the agent's channels) gets the new certificate.
   const material = loadNodeTlsMaterial(p.tls);
-  const stops: (() => Promise<void>)[] = [];
-  const stopAll = async () => {
-    for (const stop of stops.reverse())
-      await stop().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'stop step failed'));
-    stops.length = 0;
-  };
+  const { stops, stopAll } = stopList();
   try {
     let role: ManagerRole | undefined;
     let workerSocket: (() => Promise<void>) | undefined;
@@ -268,12 +274,7 @@ async function startManagerRole(
   material: NodeTlsMaterial,
   diag: DiagSources,
 ): Promise<ManagerRole> {
-  const stops: (() => Promise<void>)[] = [];
-  const stopAll = async () => {
-    for (const stop of stops.reverse())
-      await stop().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'stop step failed'));
-    stops.length = 0;
-  };
+  const { stops, stopAll } = stopList();
   try {
     return await startManagerParts(cfg, state, material, stops, diag, stopAll);
   } catch (err) {
