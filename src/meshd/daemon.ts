@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
@@ -656,11 +657,12 @@ export async function leaveNode(cfg: DaemonConfig, force: boolean): Promise<stri
       'MANAGER_LEAVE',
       'this node is a manager: demote it first ("meshctl node demote"), or use --force (the mesh may lose quorum)',
     );
-  if (existsSync(cfg.socketPath))
-    throw new MeshError(
-      'DAEMON_RUNNING',
-      `meshd seems to run here (${cfg.socketPath} exists): stop it first`,
-    );
+  if (existsSync(cfg.socketPath)) {
+    if (await socketAnswers(cfg.socketPath))
+      throw new MeshError('DAEMON_RUNNING', `meshd runs here (${cfg.socketPath} answers): stop it first`);
+    // Left by a meshd killed with SIGKILL: nothing listens on it any more.
+    rmSync(cfg.socketPath, { force: true });
+  }
   const warnings: string[] = [];
   if (state.role === 'manager') {
     try {
@@ -673,6 +675,24 @@ export async function leaveNode(cfg: DaemonConfig, force: boolean): Promise<stri
   }
   rmSync(cfg.stateDir, { recursive: true, force: true });
   return warnings;
+}
+
+/** True when something accepts connections on the Unix socket; a refused connect means a stale file. */
+function socketAnswers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = connect(socketPath);
+    const done = (answers: boolean) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(answers);
+    };
+    // A daemon too busy to accept within 2 s is still a daemon: refuse to leave.
+    const timer = setTimeout(() => done(true), 2_000);
+    conn.once('connect', () => done(true));
+    conn.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT'),
+    );
+  });
 }
 
 /** Asks the other managers, following leader hints, to remove this node from the Raft voters. */
