@@ -222,7 +222,13 @@ export class ControlApi {
         'FAILED_PRECONDITION',
         `node "${node.hostname}" is not down; stop its meshd or drain it, or remove it anyway with --force`,
       );
-    await this.propose(this.tx().delete('node', node));
+    const tx = this.tx().delete('node', node);
+    // Its certificate goes on the CA's denylist in the same transaction: no caller
+    // can remove a node that the managers would still let in.
+    const certificate = this.view.get('certificate', idOf(node));
+    if (certificate !== undefined && !certificate.removed)
+      tx.update('certificate', { ...certificate, removed: true });
+    await this.propose(tx);
     return {};
   }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { bootstrapCluster } from '../../../controlplane/allocator/config.js';
+import { certificateObject } from '../../../controlplane/ca/store-ca-state.js';
 import { ControlApi } from '../../../controlplane/controlapi/control-api.js';
 import { runToFixpoint } from '../../../controlplane/orchestrator/control-loop.js';
 import { MemoryStore } from '../../../controlplane/store/memory-store.js';
@@ -204,8 +205,22 @@ describe('ControlApi rules', () => {
     );
   });
 
-  it('node update validates availability and labels; a node that is up is only removed with force', async () => {
-    const { api } = setup();
+  it('node update validates availability and labels; a node that is up is only removed with force, and its certificate is denylisted with it', async () => {
+    const { api, store, proposer } = setup();
+    proposer.proposeSync(
+      new TransactionBuilder(1000)
+        .create(
+          'certificate',
+          certificateObject({
+            nodeId: 'nodeaab2',
+            role: 'worker',
+            notAfterMs: 90 * 86_400_000,
+            rootDigestHex: 'ab',
+            removed: false,
+          }),
+        )
+        .build(),
+    );
     const { node } = await api.updateNode({
       node: 'alpha',
       version: 0,
@@ -234,6 +249,7 @@ describe('ControlApi rules', () => {
       api.getNode(GetNodeRequest.fromPartial({ node: 'beta' })),
       fails('NOT_FOUND', undefined, /no node "beta"/),
     );
+    assert.equal(store.get('certificate', 'nodeaab2')?.removed, true, 'denylisted with the delete');
   });
 
   it('the last manager cannot be demoted', async () => {
