@@ -121,4 +121,8 @@ process.on('message', (msg: HelperRequest) => {
   void handle(msg);
 });
 process.on('disconnect', () => process.exit(0));
-process.send?.({ ready: true, pid: process.pid });
+// With a callback a closed channel (the daemon went away while this started)
+// is an error passed here, not an uncaught ERR_IPC_CHANNEL_CLOSED: just leave.
+process.send?.({ ready: true, pid: process.pid }, undefined, {}, (err: Error | null) => {
+  if (err !== null) process.exit(0);
+});
