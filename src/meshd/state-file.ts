@@ -1,5 +1,6 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileDurable } from '../../controlplane/ca/node-identity.js';
 import { DesiredState } from '../api/gen/meshd/v1/dataplane.js';
 import { errorMessage, MeshError, ValidationError } from '../common/errors.js';
 
@@ -34,22 +35,7 @@ export function appliedStatePath(stateDir: string): string {
 export function writeAppliedState(stateDir: string, state: DesiredState): void {
   const path = appliedStatePath(stateDir);
   try {
-    mkdirSync(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, `${JSON.stringify(DesiredState.toJSON(state), null, 2)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-    const dirFd = openSync(dirname(path), 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    writeFileDurable(path, `${JSON.stringify(DesiredState.toJSON(state), null, 2)}\n`, 0o600);
   } catch (err) {
     throw new MeshError(
       'STATE_WRITE_FAILED',
