@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { writeFileDurable } from '../../src/common/durable-file.js';
 import { ValidationError } from '../../src/common/errors.js';
-import { writeFileDurable } from './node-identity.js';
 import {
   type CryptoKey,
   certificateDigest,

@@ -2,17 +2,9 @@
  * The node's side of its identity: its own key and CSR (the key never leaves
  * the node), and the files that hold key, certificate and trust bundle.
  */
-import {
-  closeSync,
-  fchmodSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-} from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileDurable } from '../../src/common/durable-file.js';
 import { generateKeyPair, x509 } from './x509.js';
 
 export interface NodeKeyAndCsr {
@@ -57,25 +49,4 @@ export function loadNodeTlsMaterial(dir: string): NodeTlsMaterial {
     certChainPem: readFileSync(join(dir, FILES.certChainPem), 'utf8'),
     trustBundlePem: readFileSync(join(dir, FILES.trustBundlePem), 'utf8'),
   };
-}
-
-export function writeFileDurable(path: string, content: string, mode: number): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    // A leftover temp file keeps its old mode on open; set it explicitly.
-    fchmodSync(fd, mode);
-    writeSync(fd, content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  const dirFd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
 }

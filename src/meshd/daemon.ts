@@ -14,7 +14,6 @@ import {
   loadNodeTlsMaterial,
   type NodeTlsMaterial,
   saveNodeTlsMaterial,
-  writeFileDurable,
 } from '../../controlplane/ca/node-identity.js';
 import { certificateValidity } from '../../controlplane/ca/renewal.js';
 import { authorityObject, certificateObject, StoreCaState } from '../../controlplane/ca/store-ca-state.js';
@@ -40,6 +39,7 @@ import {
 } from '../api/gen/meshd/v1/membership.js';
 import { Node, NodeAvailability, NodeRole, NodeState } from '../api/gen/meshd/v1/objects.js';
 import { systemClock } from '../common/clock.js';
+import { writeFileDurable } from '../common/durable-file.js';
 import { errorMessage, MeshError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { subsystemLogger } from '../common/logger.js';

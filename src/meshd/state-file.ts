@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileDurable } from '../../controlplane/ca/node-identity.js';
 import { DesiredState } from '../api/gen/meshd/v1/dataplane.js';
+import { writeFileDurable } from '../common/durable-file.js';
 import { errorMessage, MeshError, ValidationError } from '../common/errors.js';
 
 /** Reads a DesiredState from its JSON form (`DesiredState.toJSON`); errors name the file. */

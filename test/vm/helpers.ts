@@ -18,7 +18,7 @@ const BUNDLE_DIR = join(ROOT, '.state', 'vm-bundles');
 export async function bundleForGuest(entry: string, name: string): Promise<string> {
   mkdirSync(BUNDLE_DIR, { recursive: true });
   const outfile = join(BUNDLE_DIR, `${name}-${process.pid}.mjs`);
-  await build({
+  const result = await build({
     entryPoints: [entry],
     bundle: true,
     platform: 'node',
@@ -26,11 +26,23 @@ export async function bundleForGuest(entry: string, name: string): Promise<strin
     target: 'node20',
     packages: 'external',
     outfile,
+    metafile: true,
     logLevel: 'error',
   });
   process.once('exit', () => rmSync(outfile, { force: true }));
+  // External packages load before any bundled module runs, so the CA's
+  // polyfill would come after the x509 library that needs it: the program
+  // would die at start inside the guest. Say so here, on the host.
+  const shim = Object.keys(result.metafile.inputs).find((input) => input.endsWith(CA_SHIM));
+  if (shim !== undefined)
+    throw new Error(
+      `${entry} imports the CA's x509 library (through ${shim}); with packages external it cannot load. ` +
+        'Bundle it with bundleProgram, or keep the CA out of its imports.',
+    );
   return outfile;
 }
+
+const CA_SHIM = 'controlplane/ca/reflect-metadata-shim.ts';
 
 /**
  * Keeps each module's own `import.meta.url` in a bundle: code that finds files
