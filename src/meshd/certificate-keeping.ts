@@ -14,6 +14,7 @@ import type { NodeTlsMaterial } from '../../controlplane/ca/node-identity.js';
 import { certificateValidity } from '../../controlplane/ca/renewal.js';
 import { systemClock } from '../common/clock.js';
 import { errorMessage } from '../common/errors.js';
+import { splitHostPort } from '../common/host-port.js';
 import { subsystemLogger } from '../common/logger.js';
 import { SeededRng } from '../common/rng.js';
 import type { DaemonConfig } from './config.js';
@@ -55,7 +56,7 @@ export function startCertificateKeeping(opts: CertificateKeepingOptions): () => 
     ];
     return list.length > 0 ? list : [cfg.advertiseAddress];
   };
-  const host = cfg.advertiseAddress.slice(0, cfg.advertiseAddress.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  const host = splitHostPort(cfg.advertiseAddress).host;
   const keeper = new NodeCertificateKeeper({
     current,
     stateDir: join(cfg.stateDir, 'tls'),

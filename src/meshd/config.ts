@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { type LbBackendChoice, parseLbBackendChoice } from '../../dataplane/lb/ipvs/select.js';
+import { splitHostPort } from '../common/host-port.js';
 import { ValidationError } from '../common/errors.js';
 
 /** Everything meshd init/join/run needs to know about this host. */
@@ -85,6 +86,13 @@ export function resolveConfig(opts: {
     advertise = listenAddress;
   }
   const advertiseAddress = hostPort('advertise-address', advertise);
+  // Other nodes reach this one's overlay (VXLAN) and routing mesh at this
+  // host, and the data plane is IPv4-only; the listeners may still be IPv6.
+  if (isIP(splitHostPort(advertiseAddress).host) !== 4)
+    throw new ValidationError(
+      'advertise-address',
+      `advertise-address must be an IPv4 address and port (the overlay and routing mesh are IPv4-only; listen-address may be [::]:PORT), got "${advertise}"`,
+    );
   const dataPathPort = Number(raw('data-path-port'));
   if (!(Number.isInteger(dataPathPort) && dataPathPort >= 1024 && dataPathPort <= 65535))
     throw new ValidationError(

@@ -41,6 +41,7 @@ import { Node, NodeAvailability, NodeRole, NodeState } from '../api/gen/meshd/v1
 import { systemClock } from '../common/clock.js';
 import { writeFileDurable } from '../common/durable-file.js';
 import { errorMessage, MeshError } from '../common/errors.js';
+import { joinHostPort, splitHostPort } from '../common/host-port.js';
 import { newId } from '../common/ids.js';
 import { subsystemLogger } from '../common/logger.js';
 import { servicePolicy } from '../common/transport/authorization.js';
@@ -123,7 +124,7 @@ export async function initNode(cfg: DaemonConfig): Promise<LocalNode> {
 }
 
 function hostOf(hostPort: string): string {
-  return hostPort.slice(0, hostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  return splitHostPort(hostPort).host;
 }
 
 /** Steps to undo what was started, run last-first by `stopAll`; a failing step is logged and the rest still run. */
@@ -337,9 +338,7 @@ async function startManagerParts(
     leaderAddress: () => {
       const lead = manager.leaderId();
       const host = lead === null ? undefined : manager.store.get('node', lead)?.addresses[0];
-      return host === undefined || lead === state.nodeId
-        ? undefined
-        : `${host}:${advertised().split(':').pop()}`;
+      return host === undefined || lead === state.nodeId ? undefined : joinHostPort(host, port());
     },
     // Agents fail over among these; every manager listens on the same port as this one (lab and swarm habit).
     managers: () => [
@@ -349,7 +348,7 @@ async function startManagerParts(
         .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && n.meta?.id !== state.nodeId && n.addresses[0])
         .map((n) => ({
           nodeId: n.meta?.id ?? '',
-          address: `${n.addresses[0]}:${advertised().split(':').pop()}`,
+          address: joinHostPort(n.addresses[0]!, port()),
         })),
     ],
   });
@@ -381,7 +380,7 @@ async function startManagerParts(
     rmSync(cfg.socketPath, { force: true });
   });
   await bindUnixSocket(local, cfg.socketPath, cfg.socketGroup);
-  const port = () => advertised().split(':').pop();
+  const port = () => splitHostPort(advertised()).port;
   return {
     manager,
     ca,
@@ -394,7 +393,7 @@ async function startManagerParts(
       manager.store
         .list('node')
         .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && n.meta?.id !== state.nodeId && n.addresses[0])
-        .map((n) => `${n.addresses[0]}:${port()}`),
+        .map((n) => joinHostPort(n.addresses[0]!, port())),
     leaveAndStop: async () => {
       // The leader removes a voter whose Node turned worker; stopping first
       // could leave the rest without a quorum to commit that removal.
@@ -501,7 +500,7 @@ async function joinRaft(
   cfg: DaemonConfig,
   material: ReturnType<typeof loadNodeTlsMaterial>,
 ): Promise<void> {
-  const raftAddress = `${hostOf(cfg.advertiseAddress)}:${manager.raft.port()}`;
+  const raftAddress = joinHostPort(hostOf(cfg.advertiseAddress), manager.raft.port());
   const creds = createChannelCredentials(material, {
     clusterId: state.clusterId,
     organizationalUnit: roleToOu('manager'),
@@ -521,7 +520,8 @@ async function joinRaft(
     } catch (err) {
       const leader = (err as grpc.ServiceError).metadata?.get(LEADER_NODE_ADDRESS_METADATA_KEY)[0];
       if (typeof leader !== 'string') throw err;
-      target = leader.includes(':') ? leader : `${leader}:${target.slice(target.lastIndexOf(':') + 1)}`;
+      // The leader's node address is a bare host; managers listen on one port.
+      target = joinHostPort(leader, splitHostPort(target).port);
     } finally {
       client.close();
     }
@@ -699,10 +699,10 @@ function socketAnswers(socketPath: string): Promise<boolean> {
 async function leaveRaft(cfg: DaemonConfig, state: LocalNode): Promise<void> {
   const p = paths(cfg.stateDir);
   const replica = await readReplicaOffline(p.raft);
-  const port = cfg.listenAddress.slice(cfg.listenAddress.lastIndexOf(':') + 1);
+  const port = splitHostPort(cfg.listenAddress).port;
   const targets = [
     ...new Set([
-      ...otherManagerHosts(replica, state.nodeId).map((h) => `${h}:${port}`),
+      ...otherManagerHosts(replica, state.nodeId).map((h) => joinHostPort(h, port)),
       ...(state.managers ?? []),
     ]),
   ];
@@ -726,8 +726,7 @@ async function leaveRaft(cfg: DaemonConfig, state: LocalNode): Promise<void> {
     } catch (err) {
       lastError = err;
       const leader = (err as grpc.ServiceError).metadata?.get(LEADER_NODE_ADDRESS_METADATA_KEY)[0];
-      if (typeof leader === 'string' && leader !== '')
-        targets.unshift(leader.includes(':') ? leader : `${leader}:${port}`);
+      if (typeof leader === 'string' && leader !== '') targets.unshift(joinHostPort(leader, port));
     } finally {
       client.close();
     }

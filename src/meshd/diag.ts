@@ -24,6 +24,7 @@ import {
 } from '../api/gen/meshd/v1/diag.js';
 import type { Clock } from '../common/clock.js';
 import { errorMessage } from '../common/errors.js';
+import { splitHostPort } from '../common/host-port.js';
 
 const DEFAULT_PROBE_TIMEOUT_MS = 1000;
 const MAX_PROBE_TIMEOUT_MS = 10_000;
@@ -153,9 +154,8 @@ export function certificateFacts(certChainPem: string): DiagCertificate {
 
 /** One TCP connect to a manager's listener, bounded by `timeoutMs`. */
 export function probeManager(address: string, timeoutMs: number, clock: Clock): Promise<DiagManagerProbe> {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
-  const port = Number(address.slice(colon + 1));
+  const { host, port: portText } = splitHostPort(address);
+  const port = Number(portText);
   const startedMs = clock.nowMs();
   return new Promise((resolve) => {
     const socket = connect({ host, port });

@@ -51,6 +51,14 @@ describe('meshd config', () => {
     assert.throws(() => resolveConfig({ hostname: 'h', flags: {} }), { field: 'advertise-address' });
     const c = resolveConfig({ hostname: 'h', flags: { 'listen-address': '10.0.0.1:4242' } });
     assert.equal(c.advertiseAddress, '10.0.0.1:4242');
+    const v6 = resolveConfig({
+      hostname: 'h',
+      flags: { 'listen-address': '[::]:4242', 'advertise-address': '10.0.0.1:4242' },
+    });
+    assert.equal(v6.listenAddress, '[::]:4242');
+    assert.throws(() => resolveConfig({ hostname: 'h', flags: { 'listen-address': '[::1]:4242' } }), {
+      field: 'advertise-address',
+    });
   });
 
   it('each bad value names its field and what is accepted', () => {
@@ -63,6 +71,7 @@ describe('meshd config', () => {
       [{ 'data-path-port': '80' }, 'data-path-port', /1024\.\.65535/],
       [{ 'listen-address': 'localhost:4242' }, 'listen-address', /must be an IP address/],
       [{ 'listen-address': '10.0.0.1' }, 'listen-address', /HOST:PORT/],
+      [{ 'advertise-address': '[2001:db8::1]:4242' }, 'advertise-address', /IPv4 address.*IPv4-only/],
       [{ 'state-dir': 'relative/dir' }, 'state-dir', /absolute path/],
       [{ 'socket-group': 'Bad Group' }, 'socket-group', /group name/],
       [{ 'dispatcher-heartbeat': '5' }, 'dispatcher-heartbeat', /like 1500ms or 5s/],
