@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { type LbBackendChoice, parseLbBackendChoice } from '../../dataplane/lb/ipvs/select.js';
-import { splitHostPort } from '../common/host-port.js';
 import { ValidationError } from '../common/errors.js';
+import { splitHostPort } from '../common/host-port.js';
 
 /** Everything meshd init/join/run needs to know about this host. */
 export interface DaemonConfig {
