@@ -138,34 +138,38 @@ export function addDataplaneCommands(program: Command): void {
     .action(async (options: CommonOptions & { state: string; resyncIntervalMs: string }) => {
       const intervalMs = parseInterval(options.resyncIntervalMs);
       let state = readDesiredStateFile(options.state);
-      const node = await nodeDataplane(options, () => state, true);
-      logLbBackend(node.lbBackend);
-      const reconciler = node.reconciler;
-      await reconciler.apply(state);
-      writeAppliedState(options.stateDir, state);
-      const stop = reconciler.startPeriodicResync(systemClock, intervalMs);
-      process.on('SIGHUP', () => {
-        try {
-          const next = readDesiredStateFile(options.state);
-          reconciler
-            .apply(next)
-            .then(() => {
-              state = next;
-              writeAppliedState(options.stateDir, next);
-              log.info({ version: next.version }, 'reloaded desired state');
-            })
-            .catch((err: unknown) =>
-              log.error({ err: errorMessage(err) }, 'reload rejected; keeping the previous state'),
-            );
-        } catch (err) {
-          log.error({ err: errorMessage(err) }, 'reload rejected; keeping the previous state');
-        }
-      });
-      await new Promise<void>((resolve) => {
+      // Signals are taken from the start: the health port answers as soon as
+      // it is bound, and node's default for SIGHUP is to exit. Applies run one
+      // at a time, in the order they were asked for.
+      const stopped = new Promise<void>((resolve) => {
         process.once('SIGTERM', resolve);
         process.once('SIGINT', resolve);
       });
+      let node: NodeDataplane | undefined;
+      let queue: Promise<unknown> = nodeDataplane(options, () => state, true).then(async (made) => {
+        node = made;
+        logLbBackend(made.lbBackend);
+        await made.reconciler.apply(state);
+        writeAppliedState(options.stateDir, state);
+      });
+      process.on('SIGHUP', () => {
+        queue = queue.then(async () => {
+          try {
+            const next = readDesiredStateFile(options.state);
+            await node!.reconciler.apply(next);
+            state = next;
+            writeAppliedState(options.stateDir, next);
+            log.info({ version: next.version }, 'reloaded desired state');
+          } catch (err) {
+            log.error({ err: errorMessage(err) }, 'reload rejected; keeping the previous state');
+          }
+        });
+      });
+      await queue;
+      const stop = node!.reconciler.startPeriodicResync(systemClock, intervalMs);
+      await stopped;
+      await queue;
       stop();
-      await node.close();
+      await node!.close();
     });
 }
