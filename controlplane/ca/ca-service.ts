@@ -4,7 +4,12 @@
  * handlers turn MeshErrors into gRPC statuses with the message intact.
  */
 import * as grpc from '@grpc/grpc-js';
-import { type CAServiceServer, CAServiceService, CertificateState } from '../../src/api/gen/meshd/v1/ca.js';
+import {
+  type CAServiceServer,
+  CAServiceService,
+  CertificateState,
+  type GetRootRotationResponse,
+} from '../../src/api/gen/meshd/v1/ca.js';
 import { NodeRole as ProtoNodeRole } from '../../src/api/gen/meshd/v1/objects.js';
 import type { Clock } from '../../src/common/clock.js';
 import { errorMessage, MeshError, ValidationError } from '../../src/common/errors.js';
@@ -28,6 +33,8 @@ export const CA_SERVICE_ACCESS: { [K in keyof typeof CAServiceService]: MethodAc
   getJoinTokens: 'manager',
   rotateJoinToken: 'manager',
   removeNode: 'manager',
+  rotateRoot: 'manager',
+  getRootRotation: 'manager',
 };
 
 export const CA_SERVICE_POLICY = servicePolicy(CAServiceService, CA_SERVICE_ACCESS);
@@ -163,6 +170,26 @@ export function createCaServiceHandlers(ca: CertificateAuthority): CAServiceServ
       await ca.removeNode(call.request.nodeId);
       return {};
     }),
+    rotateRoot: unary(async (call) => {
+      const batch = call.request.batchSize;
+      if (!(Number.isInteger(batch) && batch >= 0 && batch <= 10_000))
+        throw new ValidationError('batchSize', `batchSize must be 0 (the default) or 1..10000, got ${batch}`);
+      await (batch === 0 ? ca.rotateRoot() : ca.rotateRoot(batch));
+      return { status: rotationResponse(ca) };
+    }),
+    getRootRotation: unary(async () => rotationResponse(ca)),
+  };
+}
+
+function rotationResponse(ca: CertificateAuthority): GetRootRotationResponse {
+  const status = ca.rotationStatus();
+  return {
+    rootDigestHex: status.rootDigestHex,
+    nextRootDigestHex: status.nextRootDigestHex,
+    nodesTotal: status.nodesTotal,
+    pendingNodeIds: status.pendingNodeIds.slice(0, 20),
+    nodesPending: status.pendingNodeIds.length,
+    rootCertificatePem: ca.rootCertificatePem(),
   };
 }
 

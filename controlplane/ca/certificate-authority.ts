@@ -12,6 +12,7 @@ import { MeshError, ValidationError } from '../../src/common/errors.js';
 import { newId } from '../../src/common/ids.js';
 import type { AuthorizationOptions, CallerIdentity } from '../../src/common/transport/authorization.js';
 import {
+  createRootCA,
   crossSign,
   DEFAULT_NODE_CERT_LIFETIME_MS,
   hasRootKey,
@@ -336,10 +337,43 @@ export class CertificateAuthority {
       );
     const crossSignedPem = await crossSign(await this.rootWithKey(a.root), next, this.clock.nowMs());
     this.roots.set(rootKey(next), Promise.resolve(next));
-    await this.state.updateAuthority((current) => ({
-      ...current,
-      rotation: { next: { certPem: next.certPem, keyPem: next.privateKeyPem }, crossSignedPem, batchSize },
-    }));
+    await this.state.updateAuthority((current) => {
+      // Two managers asked at once: the first one's rotation stands.
+      if (current.rotation !== undefined) throw rotationInProgress(this.nodesPendingRotation().length);
+      return {
+        ...current,
+        rotation: { next: { certPem: next.certPem, keyPem: next.privateKeyPem }, crossSignedPem, batchSize },
+      };
+    });
+  }
+
+  /** `meshctl ca --rotate`: a new root made here, then startRootRotation. */
+  async rotateRoot(batchSize = DEFAULT_ROTATION_BATCH_SIZE): Promise<void> {
+    if (this.state.authority()?.rotation !== undefined)
+      throw rotationInProgress(this.nodesPendingRotation().length);
+    await this.startRootRotation(
+      await createRootCA({ clusterId: this.clusterId, nowMs: this.clock.nowMs() }),
+      batchSize,
+    );
+  }
+
+  /** Where a root rotation stands (`meshctl ca`). */
+  rotationStatus(): RotationStatus {
+    const a = authorityOrThrow(this.state);
+    return {
+      rootDigestHex: this.digest(a.root.certPem),
+      nextRootDigestHex: a.rotation === undefined ? '' : this.digest(a.rotation.next.certPem),
+      nodesTotal: this.state.records().filter((r) => !r.removed).length,
+      pendingNodeIds: this.nodesPendingRotation().sort(),
+    };
+  }
+
+  /** The leader calls this now and then: a rotation every node went through is finished. */
+  async finishRootRotationIfDone(): Promise<boolean> {
+    if (this.state.authority()?.rotation === undefined || this.nodesPendingRotation().length > 0)
+      return false;
+    await this.finishRootRotation();
+    return true;
   }
 
   /** Nodes still holding a certificate from the old root (the rotation waits for none). */
@@ -373,6 +407,23 @@ export class CertificateAuthority {
       };
     });
   }
+}
+
+export interface RotationStatus {
+  rootDigestHex: string;
+  /** Empty when no rotation is in progress. */
+  nextRootDigestHex: string;
+  /** Nodes with a live (not removed) certificate record. */
+  nodesTotal: number;
+  /** Nodes still holding a certificate from the old root, sorted. */
+  pendingNodeIds: string[];
+}
+
+function rotationInProgress(pending: number): MeshError {
+  return new MeshError(
+    'ROTATION_IN_PROGRESS',
+    `a root rotation is already in progress (${pending} node(s) still to renew); "meshctl ca" shows its progress`,
+  );
 }
 
 function rootKey(root: { certPem: string; privateKeyPem: string }): string {

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { addCaCommands } from './ca-commands.js';
 import { DEFAULT_SOCKET } from './client.js';
 import { addClusterCommands } from './cluster-commands.js';
 import { CliContext, type CliDeps } from './context.js';
@@ -31,6 +32,7 @@ export async function runMeshctl(
     .showSuggestionAfterError(true);
   const ctx = new CliContext(deps, program);
   addClusterCommands(program, ctx);
+  addCaCommands(program, ctx);
   addNodeCommands(program, ctx);
   addServiceCommands(program, ctx);
   addNetworkCommands(program, ctx);

@@ -57,6 +57,9 @@ import { addDiagService, type DiagSources } from './diag.js';
 
 const log = subsystemLogger('meshd');
 
+/** How often the leader checks whether a root rotation can finish. */
+const ROOT_ROTATION_CHECK_MS = 1_000;
+
 /** `<state-dir>/node.json`: who this host is in the mesh. */
 export interface LocalNode {
   nodeId: string;
@@ -295,15 +298,14 @@ async function startManagerParts(
 ): Promise<ManagerRole> {
   const p = paths(cfg.stateDir);
   const raftCredentials = new ReloadableServerCredentials(material);
+  const raftChannelCredentials = (m: NodeTlsMaterial) =>
+    createChannelCredentials(m, { clusterId: state.clusterId, organizationalUnit: roleToOu('manager') });
   const manager = await ManagerNode.start({
     id: state.nodeId,
     dataDir: p.raft,
     listenAddress: cfg.raftListenAddress,
     serverCredentials: raftCredentials,
-    channelCredentials: createChannelCredentials(material, {
-      clusterId: state.clusterId,
-      organizationalUnit: roleToOu('manager'),
-    }),
+    channelCredentials: raftChannelCredentials(material),
     peers: {},
     ...(state.founder ? { bootstrap: { voters: [state.nodeId], learners: [] } } : {}),
     onFatal: (err) => {
@@ -330,6 +332,7 @@ async function startManagerParts(
     writeNodeState(cfg.stateDir, { ...state, bootstrapped: true });
   }
   if (!state.founder) await joinRaft(manager, state, cfg, material);
+  stops.push(finishRootRotations(manager, ca));
   const dispatcher = new Dispatcher({
     store: manager.replica(),
     policy: { ...DEFAULT_HEARTBEAT_POLICY, basePeriodMs: cfg.dispatcherHeartbeatMs },
@@ -388,6 +391,7 @@ async function startManagerParts(
     reload: (m) => {
       raftCredentials.reload(m);
       tcpCredentials.reload(m);
+      manager.raft.setChannelCredentials(raftChannelCredentials(m));
     },
     otherManagerAddresses: () =>
       manager.store
@@ -693,6 +697,30 @@ function socketAnswers(socketPath: string): Promise<boolean> {
       done(err.code !== 'ECONNREFUSED' && err.code !== 'ENOENT'),
     );
   });
+}
+
+/**
+ * The leader retires the old root once every node renewed from the new one
+ * (`meshctl ca --rotate` starts a rotation and may go away). Returns the stop.
+ */
+function finishRootRotations(manager: ManagerNode, ca: CertificateAuthority): () => Promise<void> {
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy || !manager.isLeader()) return;
+    busy = true;
+    ca.finishRootRotationIfDone()
+      .then((done) => {
+        if (done) log.info('root rotation finished: every node renewed; the old root is retired');
+      })
+      .catch((err: unknown) =>
+        log.warn({ err: errorMessage(err) }, 'retiring the old root failed; will retry'),
+      )
+      .finally(() => {
+        busy = false;
+      });
+  }, ROOT_ROTATION_CHECK_MS);
+  timer.unref();
+  return async () => clearInterval(timer);
 }
 
 /** Asks the other managers, following leader hints, to remove this node from the Raft voters. */

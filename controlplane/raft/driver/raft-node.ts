@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import { type Clock, systemClock } from '../../../src/common/clock.js';
 import { errorMessage, MeshError } from '../../../src/common/errors.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
@@ -122,6 +123,11 @@ export class RaftNode {
 
   addPeer(id: NodeId, address: string): void {
     this.transport.addPeer(id, address);
+  }
+
+  /** New client credentials for every peer channel (after a certificate renewal). */
+  setChannelCredentials(credentials: ChannelCredentials): void {
+    this.transport.setChannelCredentials(credentials);
   }
 
   private scheduleTick(): void {

@@ -91,6 +91,7 @@ export class GrpcTransport {
   private readonly removed = new Set<NodeId>();
   private readonly addresses = new Map<NodeId, string>();
   private port = 0;
+  private channelCredentials: ChannelCredentials;
 
   constructor(options: GrpcTransportOptions) {
     this.opts = {
@@ -99,6 +100,7 @@ export class GrpcTransport {
       ...options,
     };
     this.handler = options.handler;
+    this.channelCredentials = options.channelCredentials;
     this.server = new Server({
       'grpc.max_receive_message_length': this.opts.maxMessageBytes,
       'grpc.keepalive_time_ms': 10_000,
@@ -152,8 +154,21 @@ export class GrpcTransport {
     };
     if (this.opts.tlsServerName !== undefined)
       channelOptions['grpc.ssl_target_name_override'] = this.opts.tlsServerName;
-    const client = new RaftServiceClient(address, this.opts.channelCredentials, channelOptions);
+    const client = new RaftServiceClient(address, this.channelCredentials, channelOptions);
     this.senders.set(id, new PeerSender(id, client, this));
+  }
+
+  /**
+   * Client credentials after the node's certificate was renewed: every peer
+   * gets a new channel. A channel keeps the certificate it was made with, so
+   * its next reconnect would present an expired or retired one and be refused.
+   */
+  setChannelCredentials(credentials: ChannelCredentials): void {
+    this.channelCredentials = credentials;
+    for (const [id, address] of [...this.addresses]) {
+      this.addresses.delete(id);
+      this.addPeer(id, address);
+    }
   }
 
   /** Accepts streams from `id` again (it was added back by a conf change). */

@@ -243,6 +243,8 @@ export class FakeMeshd {
         managerToken: 'MESHTKN-1-aaaa-manager',
         expiresAt: undefined,
       })),
+      rotateRoot: unimplemented,
+      getRootRotation: unimplemented,
       rotateJoinToken: this.record('rotateJoinToken', () => {
         this.workerToken = 'MESHTKN-1-aaaa-rotated';
         return { token: this.workerToken };

@@ -153,6 +153,32 @@ export interface RemoveNodeRequest {
 export interface RemoveNodeResponse {
 }
 
+export interface RotateRootRequest {
+  /** Nodes told to renew at a time; 0 takes the default. */
+  batchSize: number;
+}
+
+export interface RotateRootResponse {
+  status: GetRootRotationResponse | undefined;
+}
+
+export interface GetRootRotationRequest {
+}
+
+export interface GetRootRotationResponse {
+  /** SHA-256 of the current root certificate (what join tokens pin). */
+  rootDigestHex: string;
+  /** SHA-256 of the next root; empty when no rotation is in progress. */
+  nextRootDigestHex: string;
+  /** Nodes with a live certificate. */
+  nodesTotal: number;
+  /** Nodes still holding a certificate from the old root (the first 20, sorted). */
+  pendingNodeIds: string[];
+  nodesPending: number;
+  /** The current root certificate. */
+  rootCertificatePem: string;
+}
+
 function createBaseGetRootCACertificateRequest(): GetRootCACertificateRequest {
   return {};
 }
@@ -1192,6 +1218,380 @@ export const RemoveNodeResponse: MessageFns<RemoveNodeResponse> = {
   },
 };
 
+function createBaseRotateRootRequest(): RotateRootRequest {
+  return { batchSize: 0 };
+}
+
+export const RotateRootRequest: MessageFns<RotateRootRequest> = {
+  encode(message: RotateRootRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batchSize !== 0) {
+      writer.uint32(8).uint32(message.batchSize);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateRootRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateRootRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batchSize = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateRootRequest {
+    return {
+      batchSize: isSet(object.batchSize)
+        ? globalThis.Number(object.batchSize)
+        : isSet(object.batch_size)
+        ? globalThis.Number(object.batch_size)
+        : 0,
+    };
+  },
+
+  toJSON(message: RotateRootRequest): unknown {
+    const obj: any = {};
+    if (message.batchSize !== 0) {
+      obj.batchSize = Math.round(message.batchSize);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RotateRootRequest>, I>>(base?: I): RotateRootRequest {
+    return RotateRootRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotateRootRequest>, I>>(object: I): RotateRootRequest {
+    const message = createBaseRotateRootRequest();
+    message.batchSize = object.batchSize ?? 0;
+    return message;
+  },
+};
+
+function createBaseRotateRootResponse(): RotateRootResponse {
+  return { status: undefined };
+}
+
+export const RotateRootResponse: MessageFns<RotateRootResponse> = {
+  encode(message: RotateRootResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== undefined) {
+      GetRootRotationResponse.encode(message.status, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateRootResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateRootResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = GetRootRotationResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateRootResponse {
+    return { status: isSet(object.status) ? GetRootRotationResponse.fromJSON(object.status) : undefined };
+  },
+
+  toJSON(message: RotateRootResponse): unknown {
+    const obj: any = {};
+    if (message.status !== undefined) {
+      obj.status = GetRootRotationResponse.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RotateRootResponse>, I>>(base?: I): RotateRootResponse {
+    return RotateRootResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RotateRootResponse>, I>>(object: I): RotateRootResponse {
+    const message = createBaseRotateRootResponse();
+    message.status = (object.status !== undefined && object.status !== null)
+      ? GetRootRotationResponse.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetRootRotationRequest(): GetRootRotationRequest {
+  return {};
+}
+
+export const GetRootRotationRequest: MessageFns<GetRootRotationRequest> = {
+  encode(_: GetRootRotationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRootRotationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRootRotationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetRootRotationRequest {
+    return {};
+  },
+
+  toJSON(_: GetRootRotationRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRootRotationRequest>, I>>(base?: I): GetRootRotationRequest {
+    return GetRootRotationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRootRotationRequest>, I>>(_: I): GetRootRotationRequest {
+    const message = createBaseGetRootRotationRequest();
+    return message;
+  },
+};
+
+function createBaseGetRootRotationResponse(): GetRootRotationResponse {
+  return {
+    rootDigestHex: "",
+    nextRootDigestHex: "",
+    nodesTotal: 0,
+    pendingNodeIds: [],
+    nodesPending: 0,
+    rootCertificatePem: "",
+  };
+}
+
+export const GetRootRotationResponse: MessageFns<GetRootRotationResponse> = {
+  encode(message: GetRootRotationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootDigestHex !== "") {
+      writer.uint32(10).string(message.rootDigestHex);
+    }
+    if (message.nextRootDigestHex !== "") {
+      writer.uint32(18).string(message.nextRootDigestHex);
+    }
+    if (message.nodesTotal !== 0) {
+      writer.uint32(24).uint32(message.nodesTotal);
+    }
+    for (const v of message.pendingNodeIds) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.nodesPending !== 0) {
+      writer.uint32(40).uint32(message.nodesPending);
+    }
+    if (message.rootCertificatePem !== "") {
+      writer.uint32(50).string(message.rootCertificatePem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRootRotationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRootRotationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rootDigestHex = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextRootDigestHex = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.nodesTotal = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pendingNodeIds.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nodesPending = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rootCertificatePem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRootRotationResponse {
+    return {
+      rootDigestHex: isSet(object.rootDigestHex)
+        ? globalThis.String(object.rootDigestHex)
+        : isSet(object.root_digest_hex)
+        ? globalThis.String(object.root_digest_hex)
+        : "",
+      nextRootDigestHex: isSet(object.nextRootDigestHex)
+        ? globalThis.String(object.nextRootDigestHex)
+        : isSet(object.next_root_digest_hex)
+        ? globalThis.String(object.next_root_digest_hex)
+        : "",
+      nodesTotal: isSet(object.nodesTotal)
+        ? globalThis.Number(object.nodesTotal)
+        : isSet(object.nodes_total)
+        ? globalThis.Number(object.nodes_total)
+        : 0,
+      pendingNodeIds: globalThis.Array.isArray(object?.pendingNodeIds)
+        ? object.pendingNodeIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.pending_node_ids)
+        ? object.pending_node_ids.map((e: any) => globalThis.String(e))
+        : [],
+      nodesPending: isSet(object.nodesPending)
+        ? globalThis.Number(object.nodesPending)
+        : isSet(object.nodes_pending)
+        ? globalThis.Number(object.nodes_pending)
+        : 0,
+      rootCertificatePem: isSet(object.rootCertificatePem)
+        ? globalThis.String(object.rootCertificatePem)
+        : isSet(object.root_certificate_pem)
+        ? globalThis.String(object.root_certificate_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: GetRootRotationResponse): unknown {
+    const obj: any = {};
+    if (message.rootDigestHex !== "") {
+      obj.rootDigestHex = message.rootDigestHex;
+    }
+    if (message.nextRootDigestHex !== "") {
+      obj.nextRootDigestHex = message.nextRootDigestHex;
+    }
+    if (message.nodesTotal !== 0) {
+      obj.nodesTotal = Math.round(message.nodesTotal);
+    }
+    if (message.pendingNodeIds?.length) {
+      obj.pendingNodeIds = message.pendingNodeIds;
+    }
+    if (message.nodesPending !== 0) {
+      obj.nodesPending = Math.round(message.nodesPending);
+    }
+    if (message.rootCertificatePem !== "") {
+      obj.rootCertificatePem = message.rootCertificatePem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRootRotationResponse>, I>>(base?: I): GetRootRotationResponse {
+    return GetRootRotationResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRootRotationResponse>, I>>(object: I): GetRootRotationResponse {
+    const message = createBaseGetRootRotationResponse();
+    message.rootDigestHex = object.rootDigestHex ?? "";
+    message.nextRootDigestHex = object.nextRootDigestHex ?? "";
+    message.nodesTotal = object.nodesTotal ?? 0;
+    message.pendingNodeIds = object.pendingNodeIds?.map((e) => e) || [];
+    message.nodesPending = object.nodesPending ?? 0;
+    message.rootCertificatePem = object.rootCertificatePem ?? "";
+    return message;
+  },
+};
+
 /**
  * The cluster certificate authority, served by every manager on the cluster
  * gRPC port (mTLS). Access per method (src/common/transport/authorization.ts):
@@ -1266,6 +1666,30 @@ export const CAServiceService = {
     responseSerialize: (value: RemoveNodeResponse): Buffer => Buffer.from(RemoveNodeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveNodeResponse => RemoveNodeResponse.decode(value),
   },
+  /**
+   * Root rotation (`meshctl ca --rotate`): a new root, nodes renew in
+   * batches, and the leader retires the old root once none holds it.
+   */
+  rotateRoot: {
+    path: "/meshd.v1.CAService/RotateRoot" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateRootRequest): Buffer => Buffer.from(RotateRootRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateRootRequest => RotateRootRequest.decode(value),
+    responseSerialize: (value: RotateRootResponse): Buffer => Buffer.from(RotateRootResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateRootResponse => RotateRootResponse.decode(value),
+  },
+  getRootRotation: {
+    path: "/meshd.v1.CAService/GetRootRotation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRootRotationRequest): Buffer =>
+      Buffer.from(GetRootRotationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRootRotationRequest => GetRootRotationRequest.decode(value),
+    responseSerialize: (value: GetRootRotationResponse): Buffer =>
+      Buffer.from(GetRootRotationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRootRotationResponse => GetRootRotationResponse.decode(value),
+  },
 } as const;
 
 export interface CAServiceServer extends UntypedServiceImplementation {
@@ -1275,6 +1699,12 @@ export interface CAServiceServer extends UntypedServiceImplementation {
   getJoinTokens: handleUnaryCall<GetJoinTokensRequest, GetJoinTokensResponse>;
   rotateJoinToken: handleUnaryCall<RotateJoinTokenRequest, RotateJoinTokenResponse>;
   removeNode: handleUnaryCall<RemoveNodeRequest, RemoveNodeResponse>;
+  /**
+   * Root rotation (`meshctl ca --rotate`): a new root, nodes renew in
+   * batches, and the leader retires the old root once none holds it.
+   */
+  rotateRoot: handleUnaryCall<RotateRootRequest, RotateRootResponse>;
+  getRootRotation: handleUnaryCall<GetRootRotationRequest, GetRootRotationResponse>;
 }
 
 export interface CAServiceClient extends Client {
@@ -1367,6 +1797,40 @@ export interface CAServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveNodeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Root rotation (`meshctl ca --rotate`): a new root, nodes renew in
+   * batches, and the leader retires the old root once none holds it.
+   */
+  rotateRoot(
+    request: RotateRootRequest,
+    callback: (error: ServiceError | null, response: RotateRootResponse) => void,
+  ): ClientUnaryCall;
+  rotateRoot(
+    request: RotateRootRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateRootResponse) => void,
+  ): ClientUnaryCall;
+  rotateRoot(
+    request: RotateRootRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateRootResponse) => void,
+  ): ClientUnaryCall;
+  getRootRotation(
+    request: GetRootRotationRequest,
+    callback: (error: ServiceError | null, response: GetRootRotationResponse) => void,
+  ): ClientUnaryCall;
+  getRootRotation(
+    request: GetRootRotationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRootRotationResponse) => void,
+  ): ClientUnaryCall;
+  getRootRotation(
+    request: GetRootRotationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRootRotationResponse) => void,
   ): ClientUnaryCall;
 }
 
