@@ -24,11 +24,21 @@ export interface StoredRotation {
   batchSize: number;
 }
 
+/** External CA mode: where managers relay CSRs. */
+export interface ExternalCaConfig {
+  url: string;
+  /** CFSSL signing profile; '' = the signer's default. */
+  profile: string;
+  /** CA of the signer's HTTPS certificate; '' = the system's. */
+  tlsCaPem: string;
+}
+
 /** The cluster-wide part of the CA state: one object. */
 export interface AuthorityState {
   root: StoredRoot;
   rotation?: StoredRotation | undefined;
   tokens: JoinTokenState;
+  external?: ExternalCaConfig | undefined;
 }
 
 /** What the CA issued to one node. */

@@ -30,10 +30,12 @@ import {
   type AuthorityState,
   authorityOrThrow,
   type CaStateStore,
+  type ExternalCaConfig,
   InMemoryCaState,
   type StoredNodeCertificate,
   type StoredRoot,
 } from './ca-state.js';
+import { signerForExternalCa } from './external-signer.js';
 import { type JoinTokenState, JoinTokens, newJoinToken } from './join-token.js';
 import { certificateDigest, joinPem } from './x509.js';
 
@@ -99,6 +101,7 @@ export class CertificateAuthority {
   /** Imported root keys by certificate + key PEM (importing is async and costs a few ms). */
   private readonly roots = new Map<string, Promise<RootCA>>();
   private readonly digests = new Map<string, string>();
+  private relay: { key: string; signer: NodeCertificateSigner } | undefined;
 
   constructor(opts: CertificateAuthorityOptions) {
     if (opts.state === undefined && opts.root === undefined)
@@ -111,7 +114,7 @@ export class CertificateAuthority {
     if (opts.root !== undefined && hasRootKey(opts.root))
       this.roots.set(rootKey(opts.root), Promise.resolve(opts.root));
     const a = this.state.authority();
-    if (a !== undefined && a.root.keyPem === '' && opts.signer === undefined)
+    if (a !== undefined && a.root.keyPem === '' && opts.signer === undefined && a.external === undefined)
       throw new ValidationError('signer', 'the root CA key is not here, so an external signer is required');
   }
 
@@ -235,11 +238,23 @@ export class CertificateAuthority {
 
   private async signerFor(a: AuthorityState): Promise<NodeCertificateSigner> {
     if (this.externalSigner !== undefined) return this.externalSigner;
+    if (a.external !== undefined) return this.relayTo(a.external, a.root.certPem);
     if (a.rotation !== undefined) {
       const next = await this.rootWithKey(a.rotation.next);
       return new LocalSigner({ ...next, chainPem: a.rotation.crossSignedPem });
     }
     return new LocalSigner(await this.rootWithKey(a.root));
+  }
+
+  /** One signer per external CA setting (the state may change it; a new one is made then). */
+  private relayTo(external: ExternalCaConfig, rootCertPem: string): NodeCertificateSigner {
+    const key = JSON.stringify([external, rootCertPem]);
+    if (this.relay?.key !== key)
+      this.relay = {
+        key,
+        signer: signerForExternalCa(external, rootCertPem),
+      };
+    return this.relay.signer;
   }
 
   private rootWithKey(root: StoredRoot): Promise<RootCA> {

@@ -5,8 +5,11 @@
  * answer is checked (subject, chain to the cluster root) before it is handed
  * to a node, so a misconfigured signer cannot mint a wrong identity.
  */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { errorMessage, MeshError } from '../../src/common/errors.js';
 import { type IssuedCertificate, type IssueRequest, roleToOu, verifyCsr } from './authority.js';
+import type { ExternalCaConfig } from './ca-state.js';
 import type { NodeCertificateSigner } from './certificate-authority.js';
 import { joinPem, parseCertificate, readSubject } from './x509.js';
 
@@ -18,6 +21,8 @@ export interface CfsslSignerOptions {
   /** CFSSL signing profile; its expiry sets the certificate lifetime. */
   profile?: string;
   timeoutMs?: number;
+  /** PEM of the CA that signed the signer's HTTPS certificate (a private CA); default: the system's. */
+  tlsCaPem?: string;
 }
 
 interface CfsslResponse {
@@ -56,13 +61,9 @@ export class CfsslSigner implements NodeCertificateSigner {
     };
     let answer: CfsslResponse;
     try {
-      const res = await fetch(this.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
-      });
-      answer = (await res.json()) as CfsslResponse;
+      answer = JSON.parse(
+        await postJson(this.url, JSON.stringify(body), this.opts.timeoutMs ?? 10_000, this.opts.tlsCaPem),
+      ) as CfsslResponse;
     } catch (err) {
       throw new MeshError(
         'EXTERNAL_CA_FAILED',
@@ -93,4 +94,53 @@ export class CfsslSigner implements NodeCertificateSigner {
       notAfterMs: cert.notAfter.getTime(),
     };
   }
+}
+
+/** Largest answer read from the signer (a certificate is a few kB). */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+/** POSTs `body` and resolves the answer's text, whatever its HTTP status (CFSSL puts its errors in the JSON). */
+function postJson(
+  url: string,
+  body: string,
+  timeoutMs: number,
+  tlsCaPem: string | undefined,
+): Promise<string> {
+  const target = new URL(url);
+  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      target,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        timeout: timeoutMs,
+        ...(tlsCaPem === undefined ? {} : { ca: tlsCaPem }),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_ANSWER_BYTES) req.destroy(new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`));
+          else chunks.push(chunk);
+        });
+        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The signer for a cluster's external CA setting (the replicated state's, or `meshd init`'s). */
+export function signerForExternalCa(config: ExternalCaConfig, rootCertPem: string): CfsslSigner {
+  return new CfsslSigner({
+    url: config.url,
+    rootCertPem,
+    ...(config.profile === '' ? {} : { profile: config.profile }),
+    ...(config.tlsCaPem === '' ? {} : { tlsCaPem: config.tlsCaPem }),
+  });
 }

@@ -69,6 +69,10 @@ export function authorityObject(
           },
     joinTokens: { worker: a.tokens.worker, manager: a.tokens.manager },
     joinTokensExpireAt: a.tokens.expiresAtMs === undefined ? undefined : { unixMs: a.tokens.expiresAtMs },
+    externalCa:
+      a.external === undefined
+        ? undefined
+        : { url: a.external.url, profile: a.external.profile, tlsCaPem: a.external.tlsCaPem },
   });
 }
 
@@ -89,6 +93,10 @@ function authorityOf(o: CertificateAuthorityState): AuthorityState {
       manager: o.joinTokens?.manager ?? '',
       ...(expires === undefined ? {} : { expiresAtMs: Number(expires) }),
     },
+    external:
+      o.externalCa === undefined || o.externalCa.url === ''
+        ? undefined
+        : { url: o.externalCa.url, profile: o.externalCa.profile, tlsCaPem: o.externalCa.tlsCaPem },
   };
 }
 

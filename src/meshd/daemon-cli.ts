@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { MeshError } from '../common/errors.js';
 import { CONFIG_KEYS, type DaemonConfig, DEFAULTS, resolveConfig } from './config.js';
 import { initNode, joinNode, leaveNode, runNode } from './daemon.js';
+import { type ExternalCaFlags, externalCaFromFlags } from './external-ca.js';
 
 type Flags = Record<string, string | undefined> & { config?: string };
 
@@ -41,9 +42,22 @@ function camel(key: string): string {
 export function addDaemonCommands(program: Command): void {
   withConfigFlags(program.command('init'))
     .description('make this host the first manager of a new mesh (CA, identity); then "meshd run"')
-    .action(async (flags: Flags) => {
+    .option(
+      '--external-ca <url>',
+      'relay certificate requests to this CFSSL-compatible signer (http or https)',
+    )
+    .option(
+      '--external-ca-root <file>',
+      'PEM root certificate the external signer signs with (its O becomes the cluster ID)',
+    )
+    .option('--external-ca-profile <name>', "the signer's CFSSL profile (default: its default)")
+    .option(
+      '--external-ca-tls-ca <file>',
+      "PEM CA of the signer's HTTPS certificate, when it is a private one",
+    )
+    .action(async (flags: Flags & ExternalCaFlags) => {
       const cfg = configFrom(flags);
-      const node = await initNode(cfg);
+      const node = await initNode(cfg, externalCaFromFlags(flags));
       process.stdout.write(
         `mesh ${node.clusterId} initialized; this node is manager ${node.nodeId}.\n` +
           `Start it with "meshd run" (same flags), then get join tokens with "meshctl join-token worker".\n`,

@@ -5,10 +5,18 @@ import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { bootstrapCluster } from '../../controlplane/allocator/config.js';
-import { createRootCA, loadRootCAFromDir, roleToOu, saveRootCA } from '../../controlplane/ca/authority.js';
+import {
+  createRootCA,
+  hasRootKey,
+  loadRootCAFromDir,
+  loadRootCertificate,
+  roleToOu,
+  saveRootCA,
+} from '../../controlplane/ca/authority.js';
 import { joinCluster } from '../../controlplane/ca/ca-client.js';
 import { createCaServer, createCaServiceHandlers } from '../../controlplane/ca/ca-service.js';
 import { CertificateAuthority, inMemoryStateFor } from '../../controlplane/ca/certificate-authority.js';
+import { signerForExternalCa } from '../../controlplane/ca/external-signer.js';
 import {
   createKeyAndCsr,
   loadNodeTlsMaterial,
@@ -54,6 +62,7 @@ import {
 import { startCertificateKeeping } from './certificate-keeping.js';
 import type { DaemonConfig } from './config.js';
 import { addDiagService, type DiagSources } from './diag.js';
+import { type ExternalCaInit, loadExternalCa, saveExternalCa } from './external-ca.js';
 
 const log = subsystemLogger('meshd');
 
@@ -95,8 +104,11 @@ function writeNodeState(stateDir: string, state: LocalNode): void {
   writeFileDurable(paths(stateDir).node, `${JSON.stringify(state, null, 2)}\n`, 0o600);
 }
 
-/** `meshd init`: a new cluster ID, root CA, this host's manager certificate. Raft starts at `run`. */
-export async function initNode(cfg: DaemonConfig): Promise<LocalNode> {
+/**
+ * `meshd init`: a new cluster ID, root CA (or an external CA's root, whose
+ * signer issues every certificate), this host's manager certificate. Raft starts at `run`.
+ */
+export async function initNode(cfg: DaemonConfig, external?: ExternalCaInit): Promise<LocalNode> {
   const p = paths(cfg.stateDir);
   if (existsSync(p.node))
     throw new MeshError(
@@ -104,12 +116,23 @@ export async function initNode(cfg: DaemonConfig): Promise<LocalNode> {
       `${cfg.stateDir} already holds a node: start it with "meshd run", or remove ${cfg.stateDir} to start over`,
     );
   for (const dir of [p.tls, p.ca, p.raft, p.logs]) mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const clusterId = newId();
-  const root = await createRootCA({ clusterId, nowMs: systemClock.nowMs() });
-  saveRootCA(p.ca, root);
-  const ca = new CertificateAuthority({ root, clock: systemClock });
+  // With an external CA the cluster ID is the O of its root (node certificates carry it).
+  const clusterId = external?.root.clusterId ?? newId();
+  const root = external?.root ?? (await createRootCA({ clusterId, nowMs: systemClock.nowMs() }));
+  const ca = new CertificateAuthority({
+    root,
+    clock: systemClock,
+    ...(external === undefined ? {} : { signer: signerForExternalCa(external.config, root.certPem) }),
+  });
   const { privateKeyPem, csrPem } = await createKeyAndCsr();
+  // The founder's own certificate comes from the signer: an external CA that
+  // does not answer (or signs with another root) fails init here, before anything is kept.
   const issued = await ca.issueForJoinToken(ca.joinTokens().manager, csrPem, [hostOf(cfg.advertiseAddress)]);
+  if (hasRootKey(root)) saveRootCA(p.ca, root);
+  else {
+    writeFileDurable(join(p.ca, 'root.crt'), root.certPem, 0o644);
+    saveExternalCa(p.ca, external!.config);
+  }
   saveNodeTlsMaterial(p.tls, {
     privateKeyPem,
     certChainPem: issued.certChainPem,
@@ -553,7 +576,12 @@ async function bootstrapStore(
   const now = systemClock.nowMs();
   // The CA state goes into the store with the cluster; the root files in
   // <state-dir>/ca stay as the founder's copy.
-  const root = await loadRootCAFromDir(paths(cfg.stateDir).ca);
+  const caDir = paths(cfg.stateDir).ca;
+  const external = loadExternalCa(caDir);
+  const root =
+    external === undefined
+      ? await loadRootCAFromDir(caDir)
+      : loadRootCertificate(readFileSync(join(caDir, 'root.crt'), 'utf8'));
   const founderCert = certificateObject({
     nodeId: state.nodeId,
     role: 'manager',
@@ -562,7 +590,7 @@ async function bootstrapStore(
     removed: false,
   });
   const tx = bootstrapCluster({ nowMs: now, clusterId: state.clusterId, ingressNetworkId: newId() })
-    .create('ca', authorityObject(state.clusterId, inMemoryStateFor(root).authority()))
+    .create('ca', authorityObject(state.clusterId, { ...inMemoryStateFor(root).authority()!, external }))
     .create('certificate', founderCert)
     .create(
       'node',

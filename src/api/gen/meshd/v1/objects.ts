@@ -844,7 +844,23 @@ export interface CertificateAuthorityState {
     | JoinTokens
     | undefined;
   /** Both tokens stop working at this time; unset = no expiry. */
-  joinTokensExpireAt: Timestamp | undefined;
+  joinTokensExpireAt:
+    | Timestamp
+    | undefined;
+  /**
+   * External CA mode (`meshd init --external-ca`): every manager relays CSRs
+   * to this CFSSL-compatible signer; the root key is not in the cluster.
+   */
+  externalCa: ExternalCA | undefined;
+}
+
+export interface ExternalCA {
+  /** Base URL, http or https. */
+  url: string;
+  /** CFSSL signing profile; empty = the signer's default. */
+  profile: string;
+  /** PEM of the CA that signed the signer's HTTPS certificate; empty = the system's. */
+  tlsCaPem: string;
 }
 
 /**
@@ -4632,6 +4648,7 @@ function createBaseCertificateAuthorityState(): CertificateAuthorityState {
     rotation: undefined,
     joinTokens: undefined,
     joinTokensExpireAt: undefined,
+    externalCa: undefined,
   };
 }
 
@@ -4651,6 +4668,9 @@ export const CertificateAuthorityState: MessageFns<CertificateAuthorityState> = 
     }
     if (message.joinTokensExpireAt !== undefined) {
       Timestamp.encode(message.joinTokensExpireAt, writer.uint32(42).fork()).join();
+    }
+    if (message.externalCa !== undefined) {
+      ExternalCA.encode(message.externalCa, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -4708,6 +4728,14 @@ export const CertificateAuthorityState: MessageFns<CertificateAuthorityState> = 
             message.joinTokensExpireAt = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.externalCa = ExternalCA.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4735,6 +4763,11 @@ export const CertificateAuthorityState: MessageFns<CertificateAuthorityState> = 
         : isSet(object.join_tokens_expire_at)
         ? Timestamp.fromJSON(object.join_tokens_expire_at)
         : undefined,
+      externalCa: isSet(object.externalCa)
+        ? ExternalCA.fromJSON(object.externalCa)
+        : isSet(object.external_ca)
+        ? ExternalCA.fromJSON(object.external_ca)
+        : undefined,
     };
   },
 
@@ -4754,6 +4787,9 @@ export const CertificateAuthorityState: MessageFns<CertificateAuthorityState> = 
     }
     if (message.joinTokensExpireAt !== undefined) {
       obj.joinTokensExpireAt = Timestamp.toJSON(message.joinTokensExpireAt);
+    }
+    if (message.externalCa !== undefined) {
+      obj.externalCa = ExternalCA.toJSON(message.externalCa);
     }
     return obj;
   },
@@ -4776,6 +4812,114 @@ export const CertificateAuthorityState: MessageFns<CertificateAuthorityState> = 
     message.joinTokensExpireAt = (object.joinTokensExpireAt !== undefined && object.joinTokensExpireAt !== null)
       ? Timestamp.fromPartial(object.joinTokensExpireAt)
       : undefined;
+    message.externalCa = (object.externalCa !== undefined && object.externalCa !== null)
+      ? ExternalCA.fromPartial(object.externalCa)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExternalCA(): ExternalCA {
+  return { url: "", profile: "", tlsCaPem: "" };
+}
+
+export const ExternalCA: MessageFns<ExternalCA> = {
+  encode(message: ExternalCA, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.profile !== "") {
+      writer.uint32(18).string(message.profile);
+    }
+    if (message.tlsCaPem !== "") {
+      writer.uint32(26).string(message.tlsCaPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExternalCA {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExternalCA();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.profile = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tlsCaPem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExternalCA {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      profile: isSet(object.profile) ? globalThis.String(object.profile) : "",
+      tlsCaPem: isSet(object.tlsCaPem)
+        ? globalThis.String(object.tlsCaPem)
+        : isSet(object.tls_ca_pem)
+        ? globalThis.String(object.tls_ca_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: ExternalCA): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.profile !== "") {
+      obj.profile = message.profile;
+    }
+    if (message.tlsCaPem !== "") {
+      obj.tlsCaPem = message.tlsCaPem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExternalCA>, I>>(base?: I): ExternalCA {
+    return ExternalCA.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExternalCA>, I>>(object: I): ExternalCA {
+    const message = createBaseExternalCA();
+    message.url = object.url ?? "";
+    message.profile = object.profile ?? "";
+    message.tlsCaPem = object.tlsCaPem ?? "";
     return message;
   },
 };
