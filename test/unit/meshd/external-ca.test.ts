@@ -12,27 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRootCA } from '../../../controlplane/ca/authority.js';
-import { runMeshctl } from '../../../src/meshctl/cli.js';
-import { connectSocket } from '../../../src/meshctl/client.js';
 import { type DaemonConfig, resolveConfig } from '../../../src/meshd/config.js';
 import { initNode, joinNode, type RunningDaemon, runNode } from '../../../src/meshd/daemon.js';
 import { externalCaFromFlags } from '../../../src/meshd/external-ca.js';
-
-async function meshctl(
-  socket: string,
-  ...argv: string[]
-): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runMeshctl(['--socket', socket, ...argv], {
-    output: { out: (l) => out.push(l), err: (l) => err.push(l) },
-    connect: connectSocket,
-    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-    nowMs: () => Date.now(),
-    runMeshd: async () => 0,
-  });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+import { meshctl } from '../../lib/meshctl.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

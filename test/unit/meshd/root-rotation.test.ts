@@ -11,26 +11,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runMeshctl } from '../../../src/meshctl/cli.js';
-import { connectSocket } from '../../../src/meshctl/client.js';
 import { type DaemonConfig, resolveConfig } from '../../../src/meshd/config.js';
 import { initNode, joinNode, type RunningDaemon, runNode } from '../../../src/meshd/daemon.js';
-
-async function meshctl(
-  socket: string,
-  ...argv: string[]
-): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await runMeshctl(['--socket', socket, ...argv], {
-    output: { out: (l) => out.push(l), err: (l) => err.push(l) },
-    connect: connectSocket,
-    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-    nowMs: () => Date.now(),
-    runMeshd: async () => 0,
-  });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+import { meshctl } from '../../lib/meshctl.js';
 
 async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
