@@ -9,6 +9,7 @@ packages=(
   dnsutils dnsperf unbound                            # DNS tests and benchmark
   iperf3 wrk                                          # data-path benchmarks
   openssl golang-cfssl                                # PKI tests (openssl verify/s_client, cfssl serve)
+  systemd                                             # systemd-analyze verify of the shipped unit
   qemu-system-x86 ipvsadm busybox-static cpio kmod xz-utils  # VM lab with real IPVS
 )
 
