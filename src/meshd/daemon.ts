@@ -29,7 +29,7 @@ import {
 import { otherManagerHosts, readReplicaOffline } from '../../controlplane/manager/offline-replica.js';
 import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
 import { EmbeddedDns } from '../../dataplane/dns/embedded.js';
-import { logLbBackend, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
+import { logLbBackend, SANDBOX_PROGRAMMER, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
 import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
 import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
 import {
@@ -432,9 +432,14 @@ async function startAgent(
     logLbBackend(node.lbBackend);
     dataplane.push({
       name: 'reconciler',
-      apply: (desired) => {
+      apply: (desired, progress) => {
         networkIds = desired.networks.map((n) => n.id);
-        return node.reconciler.apply(desired);
+        // Tasks start once their sandboxes exist; the LB and health ports follow.
+        return node.reconciler.apply(desired, {
+          onProgrammed: (programmer) => {
+            if (programmer === SANDBOX_PROGRAMMER) progress.ready('all');
+          },
+        });
       },
       view: () => node.reconciler.view(),
     });
@@ -448,7 +453,8 @@ async function startAgent(
     const dns = new EmbeddedDns({ registry: new Registry(), hostPrefix: cfg.netnsPrefix });
     dataplane.push({
       name: 'dns',
-      apply: (desired) => dns.apply(desired),
+      // A task waits for its own sandbox's 127.0.0.11 only, not for other tasks' sockets.
+      apply: (desired, progress) => dns.apply(desired, (taskId) => progress.ready([taskId])),
       view: async () => ({ attached: dns.attachedTaskIds() }),
     });
     stops.push(async () => dns.close());
