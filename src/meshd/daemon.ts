@@ -53,6 +53,7 @@ import {
 import { startCertificateKeeping } from './certificate-keeping.js';
 import type { DaemonConfig } from './config.js';
 import { addDiagService, type DiagSources } from './diag.js';
+import { appliedStateRecorder } from './state-file.js';
 
 const log = subsystemLogger('meshd');
 
@@ -430,16 +431,22 @@ async function startAgent(
       lbBackendChoice: cfg.lbBackend,
     });
     logLbBackend(node.lbBackend);
+    const recordApplied = appliedStateRecorder(cfg.stateDir, (err) =>
+      log.warn({ err: errorMessage(err) }, 'cannot record the applied data-plane state'),
+    );
     dataplane.push({
       name: 'reconciler',
-      apply: (desired, progress) => {
+      apply: async (desired, progress) => {
         networkIds = desired.networks.map((n) => n.id);
         // Tasks start once their sandboxes exist; the LB and health ports follow.
-        return node.reconciler.apply(desired, {
+        const result = await node.reconciler.apply(desired, {
           onProgrammed: (programmer) => {
             if (programmer === SANDBOX_PROGRAMMER) progress.ready('all');
           },
         });
+        // For `meshd dataplane dump` (desired vs programmed) on this host.
+        recordApplied(desired);
+        return result;
       },
       view: () => node.reconciler.view(),
     });
