@@ -68,6 +68,8 @@ export interface AgentOptions {
   drainTimeoutMs?: number;
   /** After it left load balancing, time for other nodes to apply that and for open requests to finish. */
   drainSettleMs?: number;
+  /** How long the rest of an apply (the LB) runs alone once the sandboxes exist (see DataplaneApply). */
+  dataplaneHeadStartMs?: number;
   /** Bound on waiting for a new task's service ports to accept connections before it is RUNNING anyway. */
   readinessTimeoutMs?: number;
   cgroup?: CgroupV2 | undefined;
@@ -190,7 +192,13 @@ export class Agent {
     const { tasks, desired } = this.assignments;
     const plan = planTaskActions(tasks, this.phases());
     for (const t of plan.start) this.report(t.meta?.id ?? '', TaskState.TASK_STATE_ACCEPTED, 'accepted');
-    const apply = new DataplaneApply(this.opts.dataplane, desired, this.log);
+    const apply = new DataplaneApply(this.opts.dataplane, desired, {
+      log: this.log,
+      clock: this.clock,
+      ...(this.opts.dataplaneHeadStartMs === undefined
+        ? {}
+        : { headStartMs: this.opts.dataplaneHeadStartMs }),
+    });
     for (const r of plan.report) this.report(r.taskId, r.status.state, r.status.message, r.status.err);
     // A task needs its own sandbox, not every other service's LB entries or DNS
     // sockets: each starts as soon as every target is done with its sandbox.

@@ -14,6 +14,7 @@ import { DataplaneApply } from '../../../dataplane/agent/apply.js';
 import { DesiredState } from '../../../src/api/gen/meshd/v1/dataplane.js';
 import { DispatcherServiceService } from '../../../src/api/gen/meshd/v1/dispatcher.js';
 import { type Task, TaskState } from '../../../src/api/gen/meshd/v1/objects.js';
+import { ManualClock } from '../../../src/common/clock.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
 import { createAuthorizationInterceptor } from '../../../src/common/transport/authorization.js';
 import {
@@ -36,9 +37,12 @@ function gate(): { promise: Promise<void>; open: () => void } {
 }
 
 const STATE = DesiredState.fromPartial({ version: 1 });
+const HEAD_START_MS = 500;
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe('DataplaneApply: when a task may start', () => {
-  test('a target that made every sandbox and is still programming the LB holds no task back', async () => {
+  test('a target that made every sandbox and is still programming the LB holds a task back only for its head start', async () => {
+    const clock = new ManualClock(0);
     const lb = gate();
     const apply = new DataplaneApply(
       [
@@ -51,19 +55,51 @@ describe('DataplaneApply: when a task may start', () => {
         },
       ],
       STATE,
-      log,
+      { log, clock, headStartMs: HEAD_START_MS },
     );
     let ended = false;
     void apply.done.then(() => {
       ended = true;
     });
-    await apply.readyFor('t1');
+    let ready = false;
+    const started = apply.readyFor('t1').then(() => {
+      ready = true;
+    });
+    clock.advance(HEAD_START_MS - 1);
+    await settle();
+    assert.equal(ready, false, 'the LB runs alone during its head start');
+    clock.advance(1);
+    await started;
     assert.equal(ended, false, 'the apply is still running');
     lb.open();
     await apply.done;
   });
 
+  test('an LB apply that ends within the head start ends before the task starts', async () => {
+    const clock = new ManualClock(0);
+    const order: string[] = [];
+    const apply = new DataplaneApply(
+      [
+        {
+          name: 'reconciler',
+          apply: async (_s, progress) => {
+            progress.ready('all');
+            await settle();
+            order.push('lb done');
+          },
+        },
+      ],
+      STATE,
+      { log, clock, headStartMs: HEAD_START_MS },
+    );
+    await apply.readyFor('t1');
+    order.push('task starts');
+    assert.deepEqual(order, ['lb done', 'task starts']);
+    assert.equal(clock.pendingTimers(), 0, 'the head-start timer is cancelled');
+  });
+
   test("a target slow for one task's sandbox holds back that task only, and the next target begins after 'all'", async () => {
+    const clock = new ManualClock(0);
     const slow = gate();
     const order: string[] = [];
     const apply = new DataplaneApply(
@@ -87,15 +123,16 @@ describe('DataplaneApply: when a task may start', () => {
         },
       ],
       STATE,
-      log,
+      { log, clock, headStartMs: HEAD_START_MS },
     );
+    clock.advance(HEAD_START_MS);
     await apply.readyFor('fast');
     assert.deepEqual(order, ['reconciler', 'dns']);
     let slowReady = false;
     const slowStarted = apply.readyFor('slow').then(() => {
       slowReady = true;
     });
-    await new Promise((r) => setImmediate(r));
+    await settle();
     assert.equal(slowReady, false, 'a task waits for its own sandbox');
     slow.open();
     await slowStarted;
@@ -114,13 +151,13 @@ describe('DataplaneApply: when a task may start', () => {
         { name: 'quiet', apply: () => quiet.promise },
       ],
       STATE,
-      log,
+      { log, clock: new ManualClock(0) },
     );
     let ready = false;
     const started = apply.readyFor('t1').then(() => {
       ready = true;
     });
-    await new Promise((r) => setImmediate(r));
+    await settle();
     assert.equal(ready, false);
     quiet.open();
     await started;
