@@ -16,6 +16,7 @@ import { runProbe } from '../executor/probes.js';
 import { TaskProcess } from '../executor/task-process.js';
 import { DEFAULT_MAX_LOG_BYTES, DEFAULT_STOP_GRACE_PERIOD_MS, type TaskEvent } from '../executor/types.js';
 import { sandboxNetnsName } from '../overlay/names.js';
+import { DataplaneApply } from './apply.js';
 import { type Assignments, applyAssignments } from './assignments.js';
 import {
   isDrained,
@@ -27,10 +28,24 @@ import {
 } from './plan.js';
 import { AgentSession } from './session.js';
 
+/**
+ * What a target says while its apply runs: the sandboxes of these tasks (or
+ * of every task of the state) are as this target needs them for the task to
+ * start. Tasks start on that, not on the end of the whole apply.
+ */
+export interface ApplyProgress {
+  ready(taskIds: readonly string[] | 'all'): void;
+}
+
 /** Anything that programs a node from its DesiredState: the Reconciler, EmbeddedDns. */
 export interface DataplaneTarget {
   name: string;
-  apply(state: DesiredState): Promise<unknown>;
+  /**
+   * Programs `state`. A target that calls `progress.ready('all')` lets the
+   * next target begin, and the tasks start, before its own apply ends; one
+   * that never calls it gates both until it ends (successfully or not).
+   */
+  apply(state: DesiredState, progress: ApplyProgress): Promise<unknown>;
   /** For diagnostics: what the target holds now (the reconciler's desired vs programmed views). */
   view?(): Promise<unknown>;
 }
@@ -39,7 +54,10 @@ export interface AgentOptions {
   managers: readonly string[];
   credentials: () => grpc.ChannelCredentials;
   describe: () => SessionRequest;
-  /** Applied in order on every assignments change, before tasks start (sandboxes first). */
+  /**
+   * Applied in order on every assignments change (sandboxes first); a task
+   * starts once each target is done with its sandbox (see ApplyProgress).
+   */
   dataplane: readonly DataplaneTarget[];
   /** Namespace prefix of this host (tasks run in `sandboxNetnsName(prefix, id)`); null runs them in the host's. */
   hostPrefix: string | null;
@@ -50,6 +68,8 @@ export interface AgentOptions {
   drainTimeoutMs?: number;
   /** After it left load balancing, time for other nodes to apply that and for open requests to finish. */
   drainSettleMs?: number;
+  /** How long the rest of an apply (the LB) runs alone once the sandboxes exist (see DataplaneApply). */
+  dataplaneHeadStartMs?: number;
   /** Bound on waiting for a new task's service ports to accept connections before it is RUNNING anyway. */
   readinessTimeoutMs?: number;
   cgroup?: CgroupV2 | undefined;
@@ -172,9 +192,25 @@ export class Agent {
     const { tasks, desired } = this.assignments;
     const plan = planTaskActions(tasks, this.phases());
     for (const t of plan.start) this.report(t.meta?.id ?? '', TaskState.TASK_STATE_ACCEPTED, 'accepted');
-    await this.applyDataplane(desired);
+    const apply = new DataplaneApply(this.opts.dataplane, desired, {
+      log: this.log,
+      clock: this.clock,
+      ...(this.opts.dataplaneHeadStartMs === undefined
+        ? {}
+        : { headStartMs: this.opts.dataplaneHeadStartMs }),
+    });
     for (const r of plan.report) this.report(r.taskId, r.status.state, r.status.message, r.status.err);
-    for (const t of plan.start) await this.startTask(t);
+    // A task needs its own sandbox, not every other service's LB entries or DNS
+    // sockets: each starts as soon as every target is done with its sandbox.
+    await Promise.all(
+      plan.start.map(async (t) => {
+        await apply.readyFor(t.meta?.id ?? '');
+        await this.startTask(t, desired);
+      }),
+    );
+    await apply.done;
+    this.applied = desired;
+    for (const w of this.appliedWaiters.splice(0)) w();
     for (const id of plan.stop) this.stopTask(id, true);
     // Exited tasks the managers no longer list are forgotten.
     for (const [id, t] of this.local) if (t.phase === 'exited' && !tasks.has(id)) this.local.delete(id);
@@ -184,22 +220,8 @@ export class Agent {
     return new Map([...this.local].map(([id, t]) => [id, t.phase]));
   }
 
-  private async applyDataplane(desired: DesiredState): Promise<void> {
-    for (const target of this.opts.dataplane) {
-      try {
-        await target.apply(desired);
-      } catch (err) {
-        // The reconciler's periodic resync retries; tasks whose sandbox is
-        // missing fail to start and are reported FAILED, visibly.
-        this.log.warn({ target: target.name, err: errorMessage(err) }, 'data-plane apply failed');
-      }
-    }
-    this.applied = desired;
-    const waiters = this.appliedWaiters.splice(0);
-    for (const w of waiters) w();
-  }
-
-  private async startTask(task: Task): Promise<void> {
+  /** `desired`: the state that assigned it (the one being applied: its service's ports). */
+  private async startTask(task: Task, desired: DesiredState): Promise<void> {
     const id = task.meta?.id ?? '';
     const spec = runSpecFor(task, {
       logDir: this.opts.logDir,
@@ -224,9 +246,7 @@ export class Agent {
       phase: 'starting',
       hasHealthCheck: spec.healthCheck !== undefined,
       readinessPorts:
-        spec.healthCheck === undefined && spec.netnsName !== undefined
-          ? readinessPorts(this.applied, id)
-          : [],
+        spec.healthCheck === undefined && spec.netnsName !== undefined ? readinessPorts(desired, id) : [],
       stopByManager: false,
     };
     this.local.set(id, entry);

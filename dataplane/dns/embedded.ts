@@ -73,15 +73,20 @@ export class EmbeddedDns {
     this.clock = options.clock ?? systemClock;
   }
 
-  apply(state: DesiredState): Promise<ApplyReport> {
+  /**
+   * `onSandboxDone(taskId)`: called per task of `state` as soon as its sandbox
+   * is served (or its attempt failed), so the agent starts it without waiting
+   * for the other sandboxes' sockets.
+   */
+  apply(state: DesiredState, onSandboxDone?: (taskId: string) => void): Promise<ApplyReport> {
     this.cancelRetry?.();
     this.cancelRetry = undefined;
     this.retryDelayMs = RETRY_FIRST_MS;
-    return this.enqueue(state);
+    return this.enqueue(state, onSandboxDone);
   }
 
-  private enqueue(state: DesiredState): Promise<ApplyReport> {
-    const run = this.queue.then(() => this.applyNow(state));
+  private enqueue(state: DesiredState, onSandboxDone?: (taskId: string) => void): Promise<ApplyReport> {
+    const run = this.queue.then(() => this.applyNow(state, onSandboxDone));
     this.queue = run.catch(() => {});
     run.then(
       (report) => {
@@ -98,7 +103,10 @@ export class EmbeddedDns {
     return run;
   }
 
-  private async applyNow(state: DesiredState): Promise<ApplyReport> {
+  private async applyNow(
+    state: DesiredState,
+    onSandboxDone?: (taskId: string) => void,
+  ): Promise<ApplyReport> {
     this.server.update(state);
     const report: ApplyReport = { attached: [], detached: [], failed: [] };
     const wanted = new Set(state.sandboxes.map((s) => s.taskId));
@@ -109,6 +117,7 @@ export class EmbeddedDns {
       report.detached.push(taskId);
     }
     const missing = [...wanted].filter((taskId) => !this.attached.has(taskId));
+    for (const taskId of wanted) if (this.attached.has(taskId)) onSandboxDone?.(taskId);
     // Each opening starts a helper process (most of a second of CPU): a few at a
     // time, so a burst of new tasks neither waits in one line nor floods the box.
     const attachOne = async (taskId: string): Promise<void> => {
@@ -123,6 +132,7 @@ export class EmbeddedDns {
           'cannot open DNS sockets in the sandbox; will retry',
         );
       }
+      onSandboxDone?.(taskId);
     };
     let next = 0;
     const worker = async (): Promise<void> => {

@@ -4,6 +4,7 @@ import type net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { MeshError } from '../../src/common/errors.js';
 import { subsystemLogger } from '../../src/common/logger.js';
+import { DEFAULT_HELPER_START_POLICY } from './backoff.js';
 import { NetnsError, netnsExists, validateNetnsName } from './netns.js';
 import {
   type ExecResult,
@@ -19,7 +20,7 @@ const HELPER_MAIN = fileURLToPath(new URL('./helper-main.ts', import.meta.url));
 const SOCKET_OPENER = fileURLToPath(new URL('./socket-opener.mjs', import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // Generous: node starts in ~1 s on a host, but takes tens of seconds in an emulated VM under load.
-const START_TIMEOUT_MS = 60_000;
+const START_TIMEOUT_MS = DEFAULT_HELPER_START_POLICY.baseStartTimeoutMs;
 
 /**
  * How a helper starts: node + tsx on helper-main.ts, as meshd itself runs
@@ -73,8 +74,15 @@ export class NetnsHelper {
     });
   }
 
-  /** Starts the helper inside `netns` (with `command`, default node + tsx) and waits until it is ready. */
-  static async start(netns: string, command: string[] = defaultNetnsHelperCommand()): Promise<NetnsHelper> {
+  /**
+   * Starts the helper inside `netns` (with `command`, default node + tsx) and
+   * waits until it is ready, at most `startTimeoutMs` (then it is killed).
+   */
+  static async start(
+    netns: string,
+    command: string[] = defaultNetnsHelperCommand(),
+    startTimeoutMs = START_TIMEOUT_MS,
+  ): Promise<NetnsHelper> {
     validateNetnsName(netns);
     if (!netnsExists(netns)) throw new NetnsError('helper start', netns, 'namespace does not exist');
     const child = spawn('ip', ['netns', 'exec', netns, ...command], {
@@ -85,8 +93,8 @@ export class NetnsHelper {
     const pid = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
-        reject(new NetnsError('helper start', netns, `not ready within ${START_TIMEOUT_MS} ms`));
-      }, START_TIMEOUT_MS);
+        reject(new NetnsError('helper start', netns, `not ready within ${startTimeoutMs} ms`));
+      }, startTimeoutMs);
       child.once('message', (msg: HelperReady) => {
         clearTimeout(timer);
         resolve(msg.pid);

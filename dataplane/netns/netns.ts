@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { MeshError, ValidationError } from '../../src/common/errors.js';
@@ -42,6 +42,21 @@ export function netnsPath(name: string): string {
 
 export function netnsExists(name: string): boolean {
   return existsSync(netnsPath(name));
+}
+
+/**
+ * Which namespace a name stands for now: device:inode of its bind mount
+ * (`undefined` when there is none). A namespace deleted and made again under
+ * the same name has another inode, while a process that entered the old one
+ * (a helper) keeps it alive and keeps acting there, unseen.
+ */
+export function netnsIdentity(name: string): string | undefined {
+  try {
+    const st = statSync(netnsPath(name));
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Names of every named namespace that starts with `prefix` (sorted). */

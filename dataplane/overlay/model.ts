@@ -82,9 +82,21 @@ export function desiredOverlay(state: DesiredState, options: OverlayOptions): Ov
   return model;
 }
 
-/** Everything about a network that, when different, means rebuilding it. */
+/**
+ * Everything about a network that, when different, means rebuilding it. The
+ * bridge's addresses and MAC are not in it: they change in place, because a
+ * node's LB address on a network arrives after the network itself (the
+ * allocator attaches it a moment later), and rebuilding then deleted and
+ * re-made the namespace under the same name, taking the sandboxes' veths and
+ * every helper's hold on it along.
+ */
 export function networkSignature(n: OverlayNetwork): string {
-  return JSON.stringify([n.vni, n.port, n.local, n.mtu, n.bridgeMac, n.addresses, n.subnet]);
+  return JSON.stringify([n.vni, n.port, n.local, n.mtu, n.subnet]);
+}
+
+/** The part of a network that is changed in place (see networkSignature). */
+export function bridgeSignature(n: OverlayNetwork): string {
+  return JSON.stringify([n.bridgeMac, n.addresses]);
 }
 
 export { BRIDGE_IF };

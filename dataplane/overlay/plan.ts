@@ -1,4 +1,5 @@
 import {
+  bridgeSignature,
   entryKey,
   networkSignature,
   type OverlayModel,
@@ -9,6 +10,8 @@ import {
 export type OverlayChange =
   | { type: 'create-network'; network: OverlayNetwork }
   | { type: 'delete-network'; netns: string; vni: number | null }
+  /** In place: the bridge's MAC and addresses (`network` is the desired whole, for describe). */
+  | { type: 'set-bridge'; network: OverlayNetwork; addAddresses: string[]; removeAddresses: string[] }
   | { type: 'set-entry'; entry: OverlayPeerEntry }
   | { type: 'delete-entry'; entry: OverlayPeerEntry }
   | { type: 'set-egress'; subnets: string[] };
@@ -29,9 +32,17 @@ export function planOverlay(desired: OverlayModel, actual: OverlayModel): Overla
     }
   }
   for (const [netns, d] of desired.networks) {
-    if (!actual.networks.has(netns) || rebuilt.has(netns)) {
+    const a = actual.networks.get(netns);
+    if (a === undefined || rebuilt.has(netns)) {
       changes.push({ type: 'create-network', network: d });
       rebuilt.add(netns);
+    } else if (bridgeSignature(a) !== bridgeSignature(d)) {
+      changes.push({
+        type: 'set-bridge',
+        network: d,
+        addAddresses: d.addresses.filter((x) => !a.addresses.includes(x)),
+        removeAddresses: a.addresses.filter((x) => !d.addresses.includes(x)),
+      });
     }
   }
   for (const [key, e] of desired.entries) {

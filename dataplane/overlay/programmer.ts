@@ -233,6 +233,14 @@ export function overlayProgrammer(ctx: OverlayContext): OverlayProgrammer {
           case 'delete-network':
             await deleteNetwork(c.netns, c.vni);
             break;
+          case 'set-bridge': {
+            const nl = await nsOps(c.network.netns);
+            await count(nl.setLink(BRIDGE_IF, { mac: c.network.bridgeMac }));
+            for (const cidr of c.removeAddresses)
+              await ignoreMissing(() => count(nl.delAddr(BRIDGE_IF, cidr)));
+            for (const cidr of c.addAddresses) await count(nl.addAddr(BRIDGE_IF, cidr));
+            break;
+          }
           case 'set-entry':
             group(setEntries, c.entry);
             break;

@@ -17,6 +17,9 @@ import { buildNodeOverlay, type NodeOverlay } from '../overlay/node.js';
 import type { AnyProgrammer } from './reconciler.js';
 import { Reconciler } from './reconciler.js';
 
+/** The programmer after which every task sandbox of the applied state exists (the agent starts tasks then). */
+export const SANDBOX_PROGRAMMER = 'sandbox' satisfies NodeOverlay['programmers'][1]['name'];
+
 // One naming rule for every namespace (dataplane/overlay/names.ts); re-exported for callers here.
 export { networkNetnsName };
 

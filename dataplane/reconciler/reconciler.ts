@@ -89,10 +89,18 @@ export class Reconciler {
     });
   }
 
-  /** Validates `state` (throws ValidationError naming the field, nothing applied) and applies it. */
-  async apply(state: DesiredState): Promise<ReconcileResult> {
+  /**
+   * Validates `state` (throws ValidationError naming the field, nothing
+   * applied) and applies it. `onProgrammed(name)` is called as each
+   * programmer is done, so a caller can act on an early one (the agent starts
+   * tasks once the sandboxes exist, while the LB is still being programmed).
+   */
+  async apply(
+    state: DesiredState,
+    options: { onProgrammed?: (programmer: string) => void } = {},
+  ): Promise<ReconcileResult> {
     assertValidDesiredState(state);
-    return this.serialize(() => this.sync(state, 'apply'));
+    return this.serialize(() => this.sync(state, 'apply', options.onProgrammed));
   }
 
   /** Re-reads the kernel and repairs drift from the last applied state; null before the first apply. */
@@ -154,7 +162,11 @@ export class Reconciler {
     return next;
   }
 
-  private async sync(state: DesiredState, kind: 'apply' | 'resync'): Promise<ReconcileResult> {
+  private async sync(
+    state: DesiredState,
+    kind: 'apply' | 'resync',
+    onProgrammed?: (programmer: string) => void,
+  ): Promise<ReconcileResult> {
     const startedMs = performance.now();
     const desiredModels = this.programmers.map((p) => p.desired(state));
     const results: ProgrammerResult[] = [];
@@ -182,6 +194,7 @@ export class Reconciler {
         }
         this.programmed.set(p, desiredModels[i]);
         results.push({ name: p.name, changes: changes.length, kernelOperations: applied.kernelOperations });
+        onProgrammed?.(p.name);
         if (kind === 'resync' && changes.length > 0) {
           this.driftCounter.inc({ programmer: p.name }, changes.length);
           this.stats.driftRepairsTotal += changes.length;

@@ -37,7 +37,7 @@ import {
 import { otherManagerHosts, readReplicaOffline } from '../../controlplane/manager/offline-replica.js';
 import { Agent, type DataplaneTarget } from '../../dataplane/agent/agent.js';
 import { EmbeddedDns } from '../../dataplane/dns/embedded.js';
-import { logLbBackend, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
+import { logLbBackend, SANDBOX_PROGRAMMER, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
 import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
 import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
 import {
@@ -63,6 +63,7 @@ import { startCertificateKeeping } from './certificate-keeping.js';
 import type { DaemonConfig } from './config.js';
 import { addDiagService, type DiagSources } from './diag.js';
 import { type ExternalCaInit, loadExternalCa, saveExternalCa } from './external-ca.js';
+import { appliedStateRecorder } from './state-file.js';
 
 const log = subsystemLogger('meshd');
 
@@ -456,11 +457,22 @@ async function startAgent(
       lbBackendChoice: cfg.lbBackend,
     });
     logLbBackend(node.lbBackend);
+    const recordApplied = appliedStateRecorder(cfg.stateDir, (err) =>
+      log.warn({ err: errorMessage(err) }, 'cannot record the applied data-plane state'),
+    );
     dataplane.push({
       name: 'reconciler',
-      apply: (desired) => {
+      apply: async (desired, progress) => {
         networkIds = desired.networks.map((n) => n.id);
-        return node.reconciler.apply(desired);
+        // Tasks start once their sandboxes exist; the LB and health ports follow.
+        const result = await node.reconciler.apply(desired, {
+          onProgrammed: (programmer) => {
+            if (programmer === SANDBOX_PROGRAMMER) progress.ready('all');
+          },
+        });
+        // For `meshd dataplane dump` (desired vs programmed) on this host.
+        recordApplied(desired);
+        return result;
       },
       view: () => node.reconciler.view(),
     });
@@ -474,7 +486,8 @@ async function startAgent(
     const dns = new EmbeddedDns({ registry: new Registry(), hostPrefix: cfg.netnsPrefix });
     dataplane.push({
       name: 'dns',
-      apply: (desired) => dns.apply(desired),
+      // A task waits for its own sandbox's 127.0.0.11 only, not for other tasks' sockets.
+      apply: (desired, progress) => dns.apply(desired, (taskId) => progress.ready([taskId])),
       view: async () => ({ attached: dns.attachedTaskIds() }),
     });
     stops.push(async () => dns.close());

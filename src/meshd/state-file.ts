@@ -47,6 +47,32 @@ export function writeAppliedState(stateDir: string, state: DesiredState): void {
   }
 }
 
+/**
+ * For a daemon (`meshd run`): records each applied state durably, but only
+ * when it differs from the one recorded last (a state sent again after a
+ * reconnect, or a resync, costs no fsync). A failed write is reported through
+ * `onError` and retried with the next state: it must not stop the data plane.
+ */
+export function appliedStateRecorder(
+  stateDir: string,
+  onError: (err: unknown) => void,
+  write: (stateDir: string, state: DesiredState) => void = writeAppliedState,
+): (state: DesiredState) => boolean {
+  let last: string | undefined;
+  return (state) => {
+    const text = JSON.stringify(DesiredState.toJSON(state));
+    if (text === last) return false;
+    try {
+      write(stateDir, state);
+      last = text;
+      return true;
+    } catch (err) {
+      onError(err);
+      return false;
+    }
+  };
+}
+
 export function readAppliedState(stateDir: string): DesiredState | null {
   try {
     return DesiredState.fromJSON(JSON.parse(readFileSync(appliedStatePath(stateDir), 'utf8')));

@@ -32,6 +32,7 @@ import { helperHostAccess } from '../../../dataplane/netns/host.js';
 import { listNetns } from '../../../dataplane/netns/netns.js';
 import { networkNetnsName, sandboxNetnsName } from '../../../dataplane/overlay/names.js';
 import { buildNodeOverlay, type NodeOverlay } from '../../../dataplane/overlay/node.js';
+import { SANDBOX_PROGRAMMER } from '../../../dataplane/reconciler/node.js';
 import { Reconciler } from '../../../dataplane/reconciler/reconciler.js';
 import { type LabHost, labDown, labUp } from '../../../scripts/lab/lab.js';
 import { DispatcherServiceService } from '../../../src/api/gen/meshd/v1/dispatcher.js';
@@ -154,8 +155,17 @@ describe('agent on a lab host with the real data plane', { timeout: 180_000 }, (
         createChannelCredentials(worker, { clusterId: CLUSTER, organizationalUnit: 'meshd-manager' }),
       describe: () => ({ hostname: 'h1', addresses: [host.address], resources: undefined, labels: {} }),
       dataplane: [
-        { name: 'reconciler', apply: (s) => reconciler.apply(s) },
-        { name: 'dns', apply: (s) => dns!.apply(s) },
+        // Wired as meshd run does: the task starts once its sandbox and its DNS socket exist.
+        {
+          name: 'reconciler',
+          apply: (s, progress) =>
+            reconciler.apply(s, {
+              onProgrammed: (p) => {
+                if (p === SANDBOX_PROGRAMMER) progress.ready('all');
+              },
+            }),
+        },
+        { name: 'dns', apply: (s, progress) => dns!.apply(s, (taskId) => progress.ready([taskId])) },
       ],
       hostPrefix: host.netnsPrefix,
       logDir,

@@ -26,6 +26,17 @@ function simulate(actual: OverlayModel, changes: OverlayChange[]): OverlayModel 
         assert.ok(!m.networks.has(c.network.netns), `create of existing ${c.network.netns}`);
         m.networks.set(c.network.netns, c.network);
         break;
+      case 'set-bridge': {
+        const n = m.networks.get(c.network.netns);
+        assert.ok(n !== undefined, `set-bridge of missing ${c.network.netns}`);
+        const kept = n.addresses.filter((x) => !c.removeAddresses.includes(x));
+        m.networks.set(n.netns, {
+          ...n,
+          bridgeMac: c.network.bridgeMac,
+          addresses: [...kept, ...c.addAddresses].sort(),
+        });
+        break;
+      }
       case 'set-entry':
         assert.ok(m.networks.has(c.entry.netns), `entry before its network ${c.entry.netns}`);
         m.entries.set(entryKey(c.entry), c.entry);
@@ -47,6 +58,8 @@ const networkArb = (netns: string) =>
     .record({
       vni: fc.constantFrom(4096, 4097),
       mtu: fc.constantFrom(1400, 1450),
+      // The LB address arrives later than the network: both shapes must converge in place.
+      lb: fc.boolean(),
     })
     .map(
       (r): OverlayNetwork => ({
@@ -55,8 +68,8 @@ const networkArb = (netns: string) =>
         port: 4789,
         local: '10.99.0.11',
         mtu: r.mtu,
-        bridgeMac: '02:42:0a:0a:00:fb',
-        addresses: ['10.10.0.1/24'],
+        bridgeMac: r.lb ? '02:42:0a:0a:00:fb' : '02:42:0a:0a:00:01',
+        addresses: r.lb ? ['10.10.0.1/24', '10.10.0.251/24'] : ['10.10.0.1/24'],
         subnet: '10.10.0.0/24',
       }),
     );

@@ -123,6 +123,25 @@ test('a changed network (VNI, MTU) is rebuilt and its entries re-added', () => {
   );
 });
 
+test("a node's LB address arriving after its network changes the bridge in place, never rebuilding the namespace", () => {
+  const before = state();
+  const network = before.networks[0]!;
+  const withoutLb = desiredOverlay(state({ networks: [{ ...network, lbAddress: '' }] }), {
+    hostPrefix: HOST,
+  });
+  const withLb = desiredOverlay(before, { hostPrefix: HOST });
+  const changes = planOverlay(withLb, withoutLb);
+  assert.deepEqual(
+    changes.map((c) => c.type),
+    ['set-bridge'],
+  );
+  const c = changes[0];
+  assert.ok(c?.type === 'set-bridge');
+  assert.deepEqual(c.addAddresses, ['10.10.0.251/24']);
+  assert.deepEqual(c.removeAddresses, []);
+  assert.equal(c.network.bridgeMac, macFromIpv4('10.10.0.251'));
+});
+
 test('a network no longer desired is deleted without deleting its entries one by one', () => {
   const actual = desiredOverlay(state(), { hostPrefix: HOST });
   const desired = desiredOverlay(state({ networks: [], remoteEndpoints: [] }), { hostPrefix: HOST });

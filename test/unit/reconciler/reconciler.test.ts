@@ -52,6 +52,20 @@ describe('reconciler', () => {
     assert.equal(p.dumps, dumps);
   });
 
+  test('an apply reports each programmer as soon as it is done, before the later ones run', async () => {
+    const first = new SetProgrammer();
+    const second = new SetProgrammer();
+    const seen: string[] = [];
+    const secondApply = second.apply.bind(second);
+    second.apply = async (changes) => {
+      seen.push(`applying second (first reported: ${seen.includes('set') ? 'yes' : 'no'})`);
+      return secondApply(changes);
+    };
+    const r = new Reconciler([first, second]);
+    await r.apply(sampleState(), { onProgrammed: (name) => seen.push(name) });
+    assert.deepEqual(seen, ['set', 'applying second (first reported: yes)', 'set']);
+  });
+
   test('a change costs only what changed', async () => {
     const p = new SetProgrammer();
     const r = new Reconciler([p]);
