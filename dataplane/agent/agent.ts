@@ -17,6 +17,7 @@ import { TaskProcess } from '../executor/task-process.js';
 import { DEFAULT_MAX_LOG_BYTES, DEFAULT_STOP_GRACE_PERIOD_MS, type TaskEvent } from '../executor/types.js';
 import { sandboxNetnsName } from '../overlay/names.js';
 import { type Assignments, applyAssignments } from './assignments.js';
+import { LogPublisher } from './log-publisher.js';
 import {
   isDrained,
   type LocalPhase,
@@ -90,6 +91,7 @@ export class Agent {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly session: AgentSession;
+  private readonly logs: LogPublisher;
   private readonly local = new Map<string, LocalTask>();
   private readonly pendingStatus = new Map<string, TaskStatusUpdate>();
   private assignments: Assignments | undefined;
@@ -102,6 +104,12 @@ export class Agent {
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger ?? subsystemLogger('agent');
+    this.logs = new LogPublisher({
+      logDir: opts.logDir,
+      credentials: opts.credentials,
+      clock: this.clock,
+      log: this.log,
+    });
     this.session = new AgentSession({
       managers: opts.managers,
       credentials: opts.credentials,
@@ -110,10 +118,13 @@ export class Agent {
       rng: opts.rng ?? cryptoRng,
       log: this.log,
       onAssignments: (msg) => this.onAssignments(msg),
-      onConnected: ({ manager, nodeId }) => {
+      onConnected: ({ manager, nodeId, sessionId }) => {
         this.log.info({ manager, nodeId }, 'dispatcher session open');
+        // Log subscriptions come from where the session is: the broker runs beside the dispatcher.
+        this.logs.connect(manager, sessionId);
         this.scheduleFlush(0);
       },
+      onDisconnected: () => this.logs.disconnect(),
       ...(opts.reconnectMinMs === undefined ? {} : { reconnectMinMs: opts.reconnectMinMs }),
       ...(opts.reconnectMaxMs === undefined ? {} : { reconnectMaxMs: opts.reconnectMaxMs }),
     });
@@ -127,6 +138,7 @@ export class Agent {
   async stop(options: { stopTasks?: boolean } = {}): Promise<void> {
     this.cancelFlush?.();
     await this.session.stop();
+    this.logs.disconnect();
     if (options.stopTasks === true)
       await Promise.all([...this.local.values()].map((t) => t.proc.stop().catch(() => undefined)));
     await Promise.all([...this.stopping]);
