@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { createRootCA, type RootCA } from '../../../controlplane/ca/authority.js';
+import { localLogsService } from '../../../controlplane/logbroker/forward.js';
 import { LOG_BROKER_POLICY, LOGS_POLICY, LogBroker } from '../../../controlplane/logbroker/server.js';
 import { MemoryStore } from '../../../controlplane/store/memory-store.js';
 import { InMemoryProposer } from '../../../controlplane/store/proposer.js';
@@ -250,6 +251,77 @@ describe('log broker over mTLS: agents publish, a manager subscribes', () => {
       call.on('data', () => {});
     });
     assert.equal(status.code, grpc.status.PERMISSION_DENIED);
+  });
+
+  test("a follower's local socket forwards the subscription to the leader and relays its stream", async () => {
+    // A second broker stands for a follower's: it has no listeners, so every line comes through the leader.
+    const followerBroker = new LogBroker({ store });
+    const local = new grpc.Server();
+    local.addService(
+      LogsServiceService,
+      localLogsService(followerBroker, {
+        isLeader: () => false,
+        leaderAddress: () => `127.0.0.1:${port}`,
+        credentials: () => creds(manager),
+      }),
+    );
+    const socket = join(dir, 'follower.sock');
+    await new Promise<void>((resolve, reject) =>
+      local.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) =>
+        e ? reject(e) : resolve(),
+      ),
+    );
+    try {
+      const c = new LogsServiceClient(`unix://${socket}`, grpc.credentials.createInsecure());
+      clients.push(c);
+      const call = c.subscribeLogs({ service: 'web', follow: false, tail: 1 });
+      const lines: string[] = [];
+      call.on('data', (m: SubscribeLogsResponse) => {
+        for (const l of m.messages) lines.push(`${l.context?.nodeName}:${Buffer.from(l.data).toString()}`);
+      });
+      const status = await new Promise<grpc.StatusObject>((resolve) => {
+        call.on('status', resolve);
+        call.on('error', () => {});
+      });
+      assert.equal(status.code, grpc.status.OK, status.details);
+      // host2's last line is gamma: the follow test above appended it.
+      assert.deepEqual(lines.sort(), ['host1:oops', 'host1:three', 'host2:gamma']);
+      assert.equal(followerBroker.subscriptionCount, 0);
+    } finally {
+      local.forceShutdown();
+    }
+  });
+
+  test('a follower that knows no leader says so in one line', async () => {
+    const local = new grpc.Server();
+    local.addService(
+      LogsServiceService,
+      localLogsService(new LogBroker({ store }), {
+        isLeader: () => false,
+        leaderAddress: () => undefined,
+        credentials: () => creds(manager),
+      }),
+    );
+    const socket = join(dir, 'noleader.sock');
+    await new Promise<void>((resolve, reject) =>
+      local.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) =>
+        e ? reject(e) : resolve(),
+      ),
+    );
+    try {
+      const c = new LogsServiceClient(`unix://${socket}`, grpc.credentials.createInsecure());
+      clients.push(c);
+      const call = c.subscribeLogs({ service: 'web', follow: false, tail: undefined });
+      const status = await new Promise<grpc.StatusObject>((resolve) => {
+        call.on('status', resolve);
+        call.on('error', () => {});
+        call.on('data', () => {});
+      });
+      assert.equal(status.code, grpc.status.UNAVAILABLE);
+      assert.match(status.details, /no leader is known/);
+    } finally {
+      local.forceShutdown();
+    }
   });
 
   test('an unknown service is NOT_FOUND naming how to list them', async () => {
