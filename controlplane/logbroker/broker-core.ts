@@ -135,6 +135,45 @@ export class LogBrokerCore {
     return effects;
   }
 
+  /**
+   * A task of a following subscription's service was placed on a node after
+   * it started (a scale-up, a replacement): that node is asked for the task
+   * too, from its first line. Subscriptions that do not follow ignore it.
+   */
+  addTask(
+    subscriptionId: string,
+    nodeId: string,
+    nodeName: string,
+    taskId: string,
+    nowMs: number,
+  ): BrokerEffect[] {
+    const sub = this.subscriptions.get(subscriptionId);
+    if (sub === undefined || !sub.spec.follow) return [];
+    const node = sub.nodes.get(nodeId);
+    if (node === undefined) {
+      const added: NodeState = {
+        target: { nodeId, nodeName, taskIds: [taskId], down: false },
+        taskIds: new Set([taskId]),
+        phase: 'waiting',
+        deadlineMs: nowMs + this.limits.answerTimeoutMs,
+      };
+      sub.nodes.set(nodeId, added);
+      return this.listening.has(nodeId) ? [this.ask(sub, added, undefined)] : [];
+    }
+    if (node.taskIds.has(taskId)) return [];
+    node.taskIds.add(taskId);
+    // A node that is not streaming gets the whole list when it is asked (again) on listen.
+    if (node.phase !== 'streaming' && node.phase !== 'waiting') return [];
+    if (!this.listening.has(nodeId)) return [];
+    return [
+      {
+        type: 'send',
+        nodeId,
+        message: { id: subscriptionId, taskIds: [taskId], follow: true, tail: undefined, close: false },
+      },
+    ];
+  }
+
   /** Checks that `nodeId` may publish lines of `taskIds` for the subscription, and records its progress. */
   publish(
     nodeId: string,

@@ -12,7 +12,7 @@ import {
   type SubscribeLogsRequest,
   type SubscribeLogsResponse,
 } from '../../src/api/gen/meshd/v1/logs.js';
-import { NodeState } from '../../src/api/gen/meshd/v1/objects.js';
+import { NodeState, type Task } from '../../src/api/gen/meshd/v1/objects.js';
 import { type Clock, systemClock } from '../../src/common/clock.js';
 import { errorMessage, MeshError } from '../../src/common/errors.js';
 import { newId } from '../../src/common/ids.js';
@@ -52,6 +52,8 @@ export interface LogBrokerOptions {
 }
 
 interface Subscriber {
+  serviceId: string;
+  serviceName: string;
   call: grpc.ServerWritableStream<SubscribeLogsRequest, SubscribeLogsResponse>;
   contexts: Map<string, LogContext>;
   /** Resolvers of publishes waiting for their batch to reach the subscriber's transport. */
@@ -87,8 +89,14 @@ export class LogBroker {
 
   start(): void {
     if (this.cancelWatch !== undefined) return;
-    this.cancelWatch = this.opts.store.watch({ kinds: ['node'] }, (e) => {
-      if (e.type !== 'object' || e.kind !== 'node') return;
+    this.cancelWatch = this.opts.store.watch({ kinds: ['node', 'task'] }, (e) => {
+      if (e.type !== 'object') return;
+      if (e.kind === 'task') {
+        if (e.action !== 'delete' && e.object.nodeId !== '' && (e.previous?.nodeId ?? '') === '')
+          this.taskPlaced(e.object);
+        return;
+      }
+      if (e.kind !== 'node') return;
       const down = e.action === 'delete' || e.object.state === NodeState.NODE_STATE_DOWN;
       if (down && e.previous?.state !== NodeState.NODE_STATE_DOWN)
         this.apply(this.core.nodeLost(e.object.meta?.id ?? '', 'is down'));
@@ -132,8 +140,15 @@ export class LogBroker {
     const id = newId();
     try {
       validateSubscribeRequest(call.request);
-      const { targets, contexts } = this.targetsOf(call.request.service);
-      const subscriber: Subscriber = { call, contexts, waiting: new Set(), ended: false };
+      const { serviceId, serviceName, targets, contexts } = this.targetsOf(call.request.service);
+      const subscriber: Subscriber = {
+        serviceId,
+        serviceName,
+        call,
+        contexts,
+        waiting: new Set(),
+        ended: false,
+      };
       this.subscribers.set(id, subscriber);
       const gone = () => {
         if (this.subscribers.get(id) !== subscriber) return;
@@ -157,7 +172,12 @@ export class LogBroker {
   }
 
   /** The service's tasks grouped by node (every task in the store, running or not: its log may remain). */
-  private targetsOf(ref: string): { targets: NodeTarget[]; contexts: Map<string, LogContext> } {
+  private targetsOf(ref: string): {
+    serviceId: string;
+    serviceName: string;
+    targets: NodeTarget[];
+    contexts: Map<string, LogContext>;
+  } {
     const store = this.opts.store;
     const service = resolveRef(store, 'service', ref, 'service');
     const serviceId = service.meta?.id ?? '';
@@ -186,7 +206,25 @@ export class LogBroker {
         down: node === undefined || node.state === NodeState.NODE_STATE_DOWN,
       };
     });
-    return { targets, contexts };
+    return { serviceId, serviceName: service.spec?.name ?? serviceId, targets, contexts };
+  }
+
+  /** A following subscriber of the task's service also gets the new task's lines. */
+  private taskPlaced(task: Task): void {
+    const taskId = task.meta?.id ?? '';
+    const nodeName = this.opts.store.get('node', task.nodeId)?.hostname || task.nodeId;
+    for (const [id, s] of this.subscribers) {
+      if (s.serviceId !== task.serviceId || s.contexts.has(taskId)) continue;
+      s.contexts.set(taskId, {
+        serviceId: s.serviceId,
+        serviceName: s.serviceName,
+        taskId,
+        slot: task.slot,
+        nodeId: task.nodeId,
+        nodeName,
+      });
+      this.apply(this.core.addTask(id, task.nodeId, nodeName, taskId, this.clock.nowMs()));
+    }
   }
 
   private listen(

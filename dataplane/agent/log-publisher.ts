@@ -33,9 +33,17 @@ const STREAMS: [LogStreamName, LogStream][] = [
   ['stderr', LogStream.LOG_STREAM_STDERR],
 ];
 
+interface Followed {
+  taskId: string;
+  stream: LogStream;
+  follower: LogFileFollower;
+}
+
 interface Running {
   stopped: boolean;
   wake: (() => void) | undefined;
+  /** Files followed; a following subscription's later message adds new tasks here. */
+  followers: Followed[];
 }
 
 /**
@@ -96,8 +104,21 @@ export class LogPublisher {
       this.running.delete(msg.id);
       return;
     }
-    if (existing !== undefined || this.running.size >= MAX_RUNNING) return;
-    const r: Running = { stopped: false, wake: undefined };
+    if (existing !== undefined) {
+      // A task placed on this node after the subscription started: followed from its first line.
+      if (msg.follow)
+        for (const taskId of msg.taskIds)
+          if (!existing.followers.some((f) => f.taskId === taskId))
+            for (const [name, stream] of STREAMS)
+              existing.followers.push({
+                taskId,
+                stream,
+                follower: new LogFileFollower(taskLogPath(this.opts.logDir, taskId, name), 0),
+              });
+      return;
+    }
+    if (this.running.size >= MAX_RUNNING) return;
+    const r: Running = { stopped: false, wake: undefined, followers: [] };
     this.running.set(msg.id, r);
     this.serve(client, msg, r)
       .catch((err: unknown) =>
@@ -113,7 +134,7 @@ export class LogPublisher {
     msg: ListenSubscriptionsResponse,
     r: Running,
   ): Promise<void> {
-    const followers: { taskId: string; stream: LogStream; follower: LogFileFollower }[] = [];
+    const followers = r.followers;
     let lines: LogLine[] = [];
     for (const taskId of msg.taskIds)
       for (const [name, stream] of STREAMS) {

@@ -174,6 +174,35 @@ describe('log broker core', () => {
     assert.deepEqual(core.publish('n1', 's1', ['t1'], false, 1), { type: 'stop' });
   });
 
+  test('a task placed after a follow started is asked for from its first line, on a known or a new node', () => {
+    const core = new LogBrokerCore(LIMITS);
+    core.listen('n1', 0);
+    core.listen('n2', 0);
+    core.subscribe(spec('s1', [node('n1', ['t1'])], true, 0), 0);
+    core.publish('n1', 's1', ['t1'], false, 1);
+    const known = sends(core.addTask('s1', 'n1', 'host-n1', 't3', 10));
+    assert.deepEqual(
+      known.map((e) => [e.nodeId, e.message.taskIds, e.message.tail]),
+      [['n1', ['t3'], undefined]],
+    );
+    assert.equal(core.publish('n1', 's1', ['t3'], false, 20).type, 'accept');
+    const fresh = sends(core.addTask('s1', 'n2', 'host-n2', 't4', 30));
+    assert.deepEqual(
+      fresh.map((e) => [e.nodeId, e.message.taskIds, e.message.follow]),
+      [['n2', ['t4'], true]],
+    );
+    assert.equal(core.nextDeadlineMs(), 30 + LIMITS.answerTimeoutMs);
+    assert.deepEqual(core.addTask('s1', 'n2', 'host-n2', 't4', 40), []);
+  });
+
+  test('a subscription that does not follow ignores tasks placed after it started', () => {
+    const core = new LogBrokerCore(LIMITS);
+    core.listen('n1', 0);
+    core.subscribe(spec('s1', [node('n1', ['t1'])]), 0);
+    assert.deepEqual(core.addTask('s1', 'n1', 'host-n1', 't2', 1), []);
+    assert.equal(core.publish('n1', 's1', ['t2'], false, 2).type, 'refuse');
+  });
+
   test('subscriptions are bounded in number', () => {
     const core = new LogBrokerCore(LIMITS);
     for (let i = 0; i < 3; i++) core.subscribe(spec(`s${i}`, [node('n1', ['t1'])], true), 0);

@@ -55,6 +55,7 @@ describe('log broker over mTLS: agents publish, a manager subscribes', () => {
   let server: grpc.Server;
   let port: number;
   let store: MemoryStore;
+  let proposer: InMemoryProposer;
   let broker: LogBroker;
   let dir: string;
   const publishers: LogPublisher[] = [];
@@ -107,7 +108,7 @@ describe('log broker over mTLS: agents publish, a manager subscribes', () => {
     w2 = await nodeMaterial(root, { role: 'worker' });
     absent = await nodeMaterial(root, { role: 'worker' });
     store = new MemoryStore();
-    const proposer = new InMemoryProposer(store);
+    proposer = new InMemoryProposer(store);
     proposer.proposeSync(
       new TransactionBuilder(1)
         .create('node', { ...node(w1.nodeId, '10.0.0.2'), hostname: 'host1' })
@@ -198,6 +199,14 @@ describe('log broker over mTLS: agents publish, a manager subscribes', () => {
     );
     appendFileSync(join(dir, w2.nodeId, 't2.stdout.log'), 'gamma\n');
     await waitFor('the new line', () => got.lines.includes('t2@host2:out:gamma'), 10_000);
+    // A task placed later (a scale-up) is followed too, from its first line.
+    writeFileSync(join(dir, w1.nodeId, 't3.stdout.log'), 'newcomer\n');
+    proposer.proposeSync(
+      new TransactionBuilder(2)
+        .create('task', task('t3', 'websvc', w1.nodeId, 3, TaskState.TASK_STATE_RUNNING, {}))
+        .build(),
+    );
+    await waitFor('the new task’s line', () => got.lines.includes('t3@host1:out:newcomer'), 10_000);
     got.call.cancel();
     await waitFor('the agents stopped', () => publishers.every((p) => p.activeSubscriptions === 0), 10_000);
     await waitFor('the broker forgot it', () => broker.subscriptionCount === 0, 10_000);
@@ -284,8 +293,8 @@ describe('log broker over mTLS: agents publish, a manager subscribes', () => {
         call.on('error', () => {});
       });
       assert.equal(status.code, grpc.status.OK, status.details);
-      // host2's last line is gamma: the follow test above appended it.
-      assert.deepEqual(lines.sort(), ['host1:oops', 'host1:three', 'host2:gamma']);
+      // The follow test above appended gamma and added task t3.
+      assert.deepEqual(lines.sort(), ['host1:newcomer', 'host1:oops', 'host1:three', 'host2:gamma']);
       assert.equal(followerBroker.subscriptionCount, 0);
     } finally {
       local.forceShutdown();
