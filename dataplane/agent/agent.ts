@@ -100,6 +100,7 @@ export class Agent {
   private cancelFlush: (() => void) | undefined;
   private flushing = false;
   private readonly stopping = new Set<Promise<unknown>>();
+  private stopped = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -131,11 +132,13 @@ export class Agent {
   }
 
   start(): void {
+    this.stopped = false;
     this.session.start();
   }
 
   /** Ends the session; with `stopTasks` also stops every task (SIGTERM, grace, SIGKILL; no drain). */
   async stop(options: { stopTasks?: boolean } = {}): Promise<void> {
+    this.stopped = true;
     this.cancelFlush?.();
     await this.session.stop();
     this.logs.disconnect();
@@ -212,6 +215,10 @@ export class Agent {
   }
 
   private async startTask(task: Task): Promise<void> {
+    // An assignments message handled while the agent stops (its data-plane
+    // apply still running) would start a task nobody stops: meshd then
+    // never exited (seen in the service-logs lab right after a node died).
+    if (this.stopped) return;
     const id = task.meta?.id ?? '';
     const spec = runSpecFor(task, {
       logDir: this.opts.logDir,

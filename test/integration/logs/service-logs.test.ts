@@ -79,7 +79,7 @@ describe('service logs across a 3-host netns lab', () => {
     for (const line of lines) assert.match(line, /\| second slot\d-/);
   });
 
-  test('--follow shows a line written after it started and ends cleanly on SIGINT', async () => {
+  test('--follow shows a line written after it started, and a task placed later, and ends cleanly on SIGINT', async () => {
     const socket = socketOf(lab, 'h1');
     const child = spawn(MESHCTL, ['--socket', socket, 'service', 'logs', '--follow', '--tail', '0', 'web'], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -101,6 +101,14 @@ describe('service logs across a 3-host netns lab', () => {
         30_000,
       );
       assert.ok(!/\| (start|second) /.test(out), `--tail 0 printed old lines: ${out}`);
+      // A task placed after the follow started shows from its first line.
+      const scaled = meshctl('service', 'scale', 'web=4');
+      assert.equal(scaled.status, 0, scaled.stderr);
+      await lab.waitFor(
+        'the new task’s first line',
+        () => /^web\.4\.[a-z0-9]{12}@h[123] \| start slot4-/m.test(out),
+        30_000,
+      );
       child.kill('SIGINT');
       const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('hung'), 15_000))]);
       assert.equal(code, 0, `meshctl did not end cleanly on SIGINT: ${code} ${err}`);
@@ -109,7 +117,7 @@ describe('service logs across a 3-host netns lab', () => {
     }
   });
 
-  test("with a worker's meshd killed, logs still shows the other tasks' lines and warns about that node", () => {
+  test("with a worker's meshd killed, logs still shows the other tasks' lines and warns about that node", async () => {
     lab.killDaemon('h3');
     const started = Date.now();
     const r = meshctl('service', 'logs', '--tail', '1', 'web');
@@ -123,6 +131,14 @@ describe('service logs across a 3-host netns lab', () => {
     assert.ok(!nodes.includes('h3'), r.stdout);
     assert.match(r.stderr, /^warning: node h3 \(.*\) .*: logs of its \d+ tasks? are missing$/m);
     assert.ok(tookMs < 20_000, `took ${tookMs} ms`);
+    // Teardown waits for a settled cluster: a stop while h3's tasks are being
+    // replaced raced the agent's task start (see dataplane/agent/agent.ts startTask).
+    await lab.waitFor(
+      "h3's task replaced",
+      () =>
+        (meshctl('service', 'ps', 'web').stdout.match(/\s(h1|h2)\s+running\s+running/g) ?? []).length === 4,
+      60_000,
+    );
   });
 });
 
