@@ -180,7 +180,6 @@ export class LogBrokerCore {
     subscriptionId: string,
     taskIds: readonly string[],
     close: boolean,
-    nowMs: number,
   ): PublishDecision {
     const sub = this.subscriptions.get(subscriptionId);
     if (sub === undefined) return { type: 'stop' };
@@ -198,9 +197,19 @@ export class LogBrokerCore {
     // A node already named in a warning may still send late lines; they are
     // better shown than dropped, and its phase moves on like any other.
     node.phase = close ? 'done' : 'streaming';
-    node.deadlineMs = close || sub.spec.follow ? undefined : nowMs + this.limits.answerTimeoutMs;
+    // No deadline while the batch waits for the subscriber: a slow reader is
+    // not a silent node. `delivered` starts the next one.
+    node.deadlineMs = undefined;
     this.endIfComplete(sub, effects);
     return { type: 'accept', effects };
+  }
+
+  /** The node's accepted batch reached the subscriber: without follow, its next one is due within the bound. */
+  delivered(nodeId: string, subscriptionId: string, nowMs: number): void {
+    const sub = this.subscriptions.get(subscriptionId);
+    const node = sub?.nodes.get(nodeId);
+    if (sub === undefined || node === undefined || sub.spec.follow || node.phase !== 'streaming') return;
+    node.deadlineMs = nowMs + this.limits.answerTimeoutMs;
   }
 
   /** The subscriber went away: the nodes still sending are told to stop. */

@@ -265,7 +265,6 @@ export class LogBroker {
       req.subscriptionId,
       [...new Set(req.lines.map((l) => l.taskId))],
       req.close,
-      this.clock.nowMs(),
     );
     if (decision.type === 'stop') return { stop: true };
     if (decision.type === 'refuse') {
@@ -282,6 +281,7 @@ export class LogBroker {
         })),
         warnings: [],
       });
+    this.core.delivered(who.nodeId, req.subscriptionId, this.clock.nowMs());
     this.apply(decision.effects);
     return { stop: subscriber === undefined || subscriber.ended };
   }

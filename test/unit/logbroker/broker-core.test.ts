@@ -61,10 +61,10 @@ describe('log broker core', () => {
     core.listen('n1', 0);
     core.listen('n2', 0);
     core.subscribe(spec('s1', [node('n1', ['t1']), node('n2', ['t2'])]), 0);
-    const first = core.publish('n1', 's1', ['t1'], true, 10);
+    const first = core.publish('n1', 's1', ['t1'], true);
     assert.equal(first.type, 'accept');
     assert.equal(first.type === 'accept' && ended(first.effects), false);
-    const second = core.publish('n2', 's1', ['t2'], true, 20);
+    const second = core.publish('n2', 's1', ['t2'], true);
     assert.ok(second.type === 'accept' && ended(second.effects));
     assert.equal(core.subscriptionCount, 0);
   });
@@ -74,23 +74,23 @@ describe('log broker core', () => {
     core.listen('n1', 0);
     core.listen('n2', 0);
     core.subscribe(spec('s1', [node('n1', ['t1']), node('n2', ['t2'])]), 0);
-    const stolen = core.publish('n1', 's1', ['t2'], false, 1);
+    const stolen = core.publish('n1', 's1', ['t2'], false);
     assert.equal(stolen.type, 'refuse');
     assert.match(stolen.type === 'refuse' ? stolen.reason : '', /task t2 is not a task of node n1/);
-    const stranger = core.publish('n9', 's1', [], false, 1);
+    const stranger = core.publish('n9', 's1', [], false);
     assert.equal(stranger.type, 'refuse');
   });
 
   test('a publish for a subscription that is over tells the node to stop', () => {
     const core = new LogBrokerCore(LIMITS);
-    assert.deepEqual(core.publish('n1', 'gone', ['t1'], false, 0), { type: 'stop' });
+    assert.deepEqual(core.publish('n1', 'gone', ['t1'], false), { type: 'stop' });
   });
 
   test('a node that does not answer within the bound is named in a warning and the rest completes', () => {
     const core = new LogBrokerCore(LIMITS);
     core.listen('n1', 0);
     core.subscribe(spec('s1', [node('n1', ['t1']), node('n2', ['t2', 't3'])]), 0);
-    core.publish('n1', 's1', ['t1'], true, 10);
+    core.publish('n1', 's1', ['t1'], true);
     assert.equal(core.nextDeadlineMs(), 5000);
     assert.deepEqual(core.tick(4999), []);
     const effects = core.tick(5000);
@@ -114,8 +114,8 @@ describe('log broker core', () => {
     core.listen('n1', 0);
     core.listen('n2', 0);
     core.subscribe(spec('s1', [node('n1', ['t1']), node('n2', ['t2'])]), 0);
-    core.publish('n1', 's1', ['t1'], true, 1);
-    core.publish('n2', 's1', ['t2'], false, 2);
+    core.publish('n1', 's1', ['t1'], true);
+    core.publish('n2', 's1', ['t2'], false);
     const effects = core.nodeLost('n2', 'ended its log stream');
     assert.deepEqual(warnings(effects), [
       'node host-n2 (n2) ended its log stream: logs of its 1 task are missing',
@@ -123,11 +123,15 @@ describe('log broker core', () => {
     assert.ok(ended(effects));
   });
 
-  test('without follow, a node that answered must keep publishing within the bound', () => {
+  test('without follow, a node must publish again within the bound once its batch was delivered', () => {
     const core = new LogBrokerCore(LIMITS);
     core.listen('n1', 0);
     core.subscribe(spec('s1', [node('n1', ['t1'])]), 0);
-    core.publish('n1', 's1', ['t1'], false, 1000);
+    core.publish('n1', 's1', ['t1'], false);
+    // While the batch waits for a slow subscriber the node is not silent.
+    assert.equal(core.nextDeadlineMs(), undefined);
+    assert.deepEqual(core.tick(60_000), []);
+    core.delivered('n1', 's1', 1000);
     assert.equal(core.nextDeadlineMs(), 6000);
     const effects = core.tick(6000);
     assert.match(warnings(effects)[0] ?? '', /stopped sending for 5 s/);
@@ -138,7 +142,7 @@ describe('log broker core', () => {
     const core = new LogBrokerCore(LIMITS);
     core.listen('n1', 0);
     core.subscribe(spec('s1', [node('n1', ['t1'])], true), 0);
-    core.publish('n1', 's1', [], false, 10);
+    core.publish('n1', 's1', [], false);
     assert.equal(core.nextDeadlineMs(), undefined);
     assert.deepEqual(core.tick(1_000_000), []);
     assert.equal(core.subscriptionCount, 1);
@@ -148,7 +152,7 @@ describe('log broker core', () => {
     const core = new LogBrokerCore(LIMITS);
     core.listen('n1', 0);
     core.subscribe(spec('s1', [node('n1', ['t1'])], true, 10), 0);
-    core.publish('n1', 's1', [], false, 10);
+    core.publish('n1', 's1', [], false);
     assert.equal(warnings(core.nodeLost('n1', 'ended its log stream')).length, 1);
     const again = sends(core.listen('n1', 50));
     assert.deepEqual(
@@ -171,7 +175,7 @@ describe('log broker core', () => {
       ],
     );
     assert.equal(core.subscriptionCount, 0);
-    assert.deepEqual(core.publish('n1', 's1', ['t1'], false, 1), { type: 'stop' });
+    assert.deepEqual(core.publish('n1', 's1', ['t1'], false), { type: 'stop' });
   });
 
   test('a task placed after a follow started is asked for from its first line, on a known or a new node', () => {
@@ -179,13 +183,13 @@ describe('log broker core', () => {
     core.listen('n1', 0);
     core.listen('n2', 0);
     core.subscribe(spec('s1', [node('n1', ['t1'])], true, 0), 0);
-    core.publish('n1', 's1', ['t1'], false, 1);
+    core.publish('n1', 's1', ['t1'], false);
     const known = sends(core.addTask('s1', 'n1', 'host-n1', 't3', 10));
     assert.deepEqual(
       known.map((e) => [e.nodeId, e.message.taskIds, e.message.tail]),
       [['n1', ['t3'], undefined]],
     );
-    assert.equal(core.publish('n1', 's1', ['t3'], false, 20).type, 'accept');
+    assert.equal(core.publish('n1', 's1', ['t3'], false).type, 'accept');
     const fresh = sends(core.addTask('s1', 'n2', 'host-n2', 't4', 30));
     assert.deepEqual(
       fresh.map((e) => [e.nodeId, e.message.taskIds, e.message.follow]),
@@ -200,7 +204,7 @@ describe('log broker core', () => {
     core.listen('n1', 0);
     core.subscribe(spec('s1', [node('n1', ['t1'])]), 0);
     assert.deepEqual(core.addTask('s1', 'n1', 'host-n1', 't2', 1), []);
-    assert.equal(core.publish('n1', 's1', ['t2'], false, 2).type, 'refuse');
+    assert.equal(core.publish('n1', 's1', ['t2'], false).type, 'refuse');
   });
 
   test('subscriptions are bounded in number', () => {
@@ -242,8 +246,11 @@ describe('log broker core', () => {
             if (e.kind === 'listen') effects.push(...core.listen(id, nowMs));
             else if (e.kind === 'lost') effects.push(...core.nodeLost(id, 'lost'));
             else {
-              const d = core.publish(id, 's', [`t${e.node % nodeCount}`], e.kind === 'close', nowMs);
-              if (d.type === 'accept') effects.push(...d.effects);
+              const d = core.publish(id, 's', [`t${e.node % nodeCount}`], e.kind === 'close');
+              if (d.type === 'accept') {
+                effects.push(...d.effects);
+                core.delivered(id, 's', nowMs);
+              }
             }
             done = done || ended(effects);
           }

@@ -212,6 +212,39 @@ describe('log broker over mTLS: agents publish, a manager subscribes', () => {
     await waitFor('the broker forgot it', () => broker.subscriptionCount === 0, 10_000);
   });
 
+  test('a subscriber that does not read holds the agent back instead of filling the broker', async () => {
+    // 16 MiB of lines: far more than the HTTP/2 windows and socket buffers between them.
+    const big = `${'x'.repeat(1023)}\n`.repeat(16 * 1024);
+    writeFileSync(join(dir, w2.nodeId, 'b2.stdout.log'), big);
+    proposer.proposeSync(
+      new TransactionBuilder(3)
+        .create('service', service('bigsvc', 'big'))
+        .create('task', task('b2', 'bigsvc', w2.nodeId, 1, TaskState.TASK_STATE_RUNNING, {}))
+        .build(),
+    );
+    const c = new LogsServiceClient(`127.0.0.1:${port}`, creds(manager), SECURE_CHANNEL_OPTIONS);
+    clients.push(c);
+    const call = c.subscribeLogs({ service: 'big', follow: false, tail: undefined });
+    let received = 0;
+    call.on('data', (m: SubscribeLogsResponse) => {
+      received += m.messages.length;
+    });
+    const status = new Promise<grpc.StatusObject>((resolve) => {
+      call.on('status', resolve);
+      call.on('error', () => {});
+    });
+    call.pause();
+    await waitFor('the agent serving it', () => publishers[1]?.activeSubscriptions === 1, 10_000);
+    // Without the backpressure the agent sent all of it in under 2 s here.
+    await new Promise((r) => setTimeout(r, 3000));
+    // Still going: the agent waits on the broker, which waits on the paused reader.
+    assert.equal(publishers[1]?.activeSubscriptions, 1);
+    assert.equal(broker.subscriptionCount, 1);
+    call.resume();
+    assert.equal((await status).code, grpc.status.OK);
+    assert.equal(received, 16 * 1024);
+  });
+
   test('a node may not publish lines of a task of another node', async () => {
     const c = new LogBrokerServiceClient(`127.0.0.1:${port}`, creds(absent), SECURE_CHANNEL_OPTIONS);
     clients.push(c);
