@@ -90,13 +90,16 @@ describe('service logs across a 3-host netns lab', () => {
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      // The subscription reaches every node before the line is written: the trigger is written until it shows.
-      const word = `after-start-${process.pid}`;
+      // Each poll writes a new word, so every task prints a new line each
+      // time: some are written after the subscription reached its node.
+      let writes = 0;
       await lab.waitFor(
-        'the triggered line from all 3 tasks',
+        'a line written after the start from each of the 3 tasks',
         () => {
-          writeFileSync(trigger, word);
-          return (out.match(new RegExp(`\\| trigger ${word} `, 'g')) ?? []).length === 3;
+          writes += 1;
+          writeFileSync(trigger, `after-start-${writes}`);
+          const slots = new Set([...out.matchAll(/\| trigger after-start-\d+ (slot\d)-/g)].map((m) => m[1]));
+          return slots.size === 3;
         },
         30_000,
       );
@@ -135,8 +138,11 @@ describe('service logs across a 3-host netns lab', () => {
     // replaced raced the agent's task start (see dataplane/agent/agent.ts startTask).
     await lab.waitFor(
       "h3's task replaced",
-      () =>
-        (meshctl('service', 'ps', 'web').stdout.match(/\s(h1|h2)\s+running\s+running/g) ?? []).length === 4,
+      () => {
+        const ps = meshctl('service', 'ps', 'web').stdout;
+        const wanted = (ps.match(/\sweb\.\d+\s+\S+\s+running\s/g) ?? []).length;
+        return wanted > 0 && (ps.match(/\sweb\.\d+\s+h[12]\s+running\s+running/g) ?? []).length === wanted;
+      },
       60_000,
     );
   });
