@@ -18,6 +18,7 @@ import { DEFAULT_MAX_LOG_BYTES, DEFAULT_STOP_GRACE_PERIOD_MS, type TaskEvent } f
 import { sandboxNetnsName } from '../overlay/names.js';
 import { DataplaneApply } from './apply.js';
 import { type Assignments, applyAssignments } from './assignments.js';
+import { LogPublisher } from './log-publisher.js';
 import {
   isDrained,
   type LocalPhase,
@@ -110,6 +111,7 @@ export class Agent {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly session: AgentSession;
+  private readonly logs: LogPublisher;
   private readonly local = new Map<string, LocalTask>();
   private readonly pendingStatus = new Map<string, TaskStatusUpdate>();
   private assignments: Assignments | undefined;
@@ -118,10 +120,17 @@ export class Agent {
   private cancelFlush: (() => void) | undefined;
   private flushing = false;
   private readonly stopping = new Set<Promise<unknown>>();
+  private stopped = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger ?? subsystemLogger('agent');
+    this.logs = new LogPublisher({
+      logDir: opts.logDir,
+      credentials: opts.credentials,
+      clock: this.clock,
+      log: this.log,
+    });
     this.session = new AgentSession({
       managers: opts.managers,
       credentials: opts.credentials,
@@ -130,23 +139,29 @@ export class Agent {
       rng: opts.rng ?? cryptoRng,
       log: this.log,
       onAssignments: (msg) => this.onAssignments(msg),
-      onConnected: ({ manager, nodeId }) => {
+      onConnected: ({ manager, nodeId, sessionId }) => {
         this.log.info({ manager, nodeId }, 'dispatcher session open');
+        // Log subscriptions come from where the session is: the broker runs beside the dispatcher.
+        this.logs.connect(manager, sessionId);
         this.scheduleFlush(0);
       },
+      onDisconnected: () => this.logs.disconnect(),
       ...(opts.reconnectMinMs === undefined ? {} : { reconnectMinMs: opts.reconnectMinMs }),
       ...(opts.reconnectMaxMs === undefined ? {} : { reconnectMaxMs: opts.reconnectMaxMs }),
     });
   }
 
   start(): void {
+    this.stopped = false;
     this.session.start();
   }
 
   /** Ends the session; with `stopTasks` also stops every task (SIGTERM, grace, SIGKILL; no drain). */
   async stop(options: { stopTasks?: boolean } = {}): Promise<void> {
+    this.stopped = true;
     this.cancelFlush?.();
     await this.session.stop();
+    this.logs.disconnect();
     if (options.stopTasks === true)
       await Promise.all([...this.local.values()].map((t) => t.proc.stop().catch(() => undefined)));
     await Promise.all([...this.stopping]);
@@ -222,6 +237,10 @@ export class Agent {
 
   /** `desired`: the state that assigned it (the one being applied: its service's ports). */
   private async startTask(task: Task, desired: DesiredState): Promise<void> {
+    // An assignments message handled while the agent stops (its data-plane
+    // apply still running) would start a task nobody stops: meshd then
+    // never exited (seen in the service-logs lab right after a node died).
+    if (this.stopped) return;
     const id = task.meta?.id ?? '';
     const spec = runSpecFor(task, {
       logDir: this.opts.logDir,

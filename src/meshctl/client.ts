@@ -6,6 +6,11 @@ import {
   ControlServiceService,
 } from '../api/gen/meshd/v1/control.js';
 import { DiagServiceClient, type DiagServiceServer, DiagServiceService } from '../api/gen/meshd/v1/diag.js';
+import {
+  LogsServiceClient,
+  type SubscribeLogsRequest,
+  type SubscribeLogsResponse,
+} from '../api/gen/meshd/v1/logs.js';
 
 /** Where meshd listens for meshctl unless --socket or MESHD_SOCKET says otherwise. */
 export const DEFAULT_SOCKET = '/run/meshd/meshd.sock';
@@ -26,6 +31,8 @@ export interface MeshdClients {
   ca: CaCalls;
   /** Served by every node, worker too (the other two only by managers). */
   diag: DiagCalls;
+  /** `service logs`: a stream; without `follow` it is bounded by the call timeout. */
+  subscribeLogs(req: SubscribeLogsRequest): grpc.ClientReadableStream<SubscribeLogsResponse>;
   close(): void;
 }
 
@@ -59,11 +66,15 @@ export function connectSocket(socketPath: string, timeoutMs: number): MeshdClien
   const control = new ControlServiceClient(target, creds);
   const ca = new CAServiceClient(target, creds);
   const diag = new DiagServiceClient(target, creds);
+  const logs = new LogsServiceClient(target, creds);
   return {
     control: promised<ControlServiceServer>(control, ControlServiceService, timeoutMs),
     ca: promised<CAServiceServer>(ca, CAServiceService, timeoutMs),
     diag: promised<DiagServiceServer>(diag, DiagServiceService, timeoutMs),
+    subscribeLogs: (req) =>
+      logs.subscribeLogs(req, new grpc.Metadata(), req.follow ? {} : { deadline: Date.now() + timeoutMs }),
     close: () => {
+      logs.close();
       control.close();
       ca.close();
       diag.close();

@@ -11,6 +11,8 @@ export interface CliDeps {
   nowMs(): number;
   /** Runs `meshd ARGS...` (init, join, leave act on the local daemon's state); resolves its exit code. */
   runMeshd(args: string[]): Promise<number>;
+  /** Calls `fn` on SIGINT until the returned function is called (`service logs --follow`). */
+  onInterrupt?(fn: () => void): () => void;
 }
 
 /** Per-invocation state shared by every command: global options and one lazily opened connection. */

@@ -17,6 +17,10 @@ process.exitCode = await runMeshctl(
     connect: connectSocket,
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     nowMs: () => Date.now(),
+    onInterrupt: (fn) => {
+      process.on('SIGINT', fn);
+      return () => process.off('SIGINT', fn);
+    },
     runMeshd: async (args) => {
       const r = await execa(meshdBin, args, { stdio: 'inherit', reject: false });
       return r.exitCode ?? 1;

@@ -1,5 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type PortConfig, Protocol } from '../api/gen/meshd/v1/dataplane.js';
 import {
@@ -12,6 +10,7 @@ import {
 import { ValidationError } from '../common/errors.js';
 import { type CliContext, collect } from './context.js';
 import { age, enumWord, shortId, table } from './format.js';
+import { addServiceLogsCommand } from './logs-command.js';
 import { convergence, waitForService } from './progress.js';
 import { MAX_REPLICAS, parsePublish, type ServiceFlags, serviceSpecFromFlags } from './service-flags.js';
 import { parseIntInRange, parseKeyValue } from './units.js';
@@ -353,36 +352,5 @@ export function addServiceCommands(program: Command, ctx: CliContext): void {
       }
     });
 
-  service
-    .command('logs')
-    .description("print the output of a service's tasks that run on this node")
-    .argument('<service>', 'service ID, ID prefix or name')
-    .option('--log-dir <dir>', "this node's task log directory", '/var/lib/meshd/logs')
-    .option('--stderr', 'print standard error instead of standard output')
-    .action(async (name: string, opts: { logDir: string; stderr?: boolean }) => {
-      lookup();
-      const { service: s } = await ctx.clients.control.getService({ service: name, read: undefined });
-      const { tasks } = await ctx.clients.control.listTasks({
-        service: s?.meta?.id ?? name,
-        node: '',
-        all: true,
-        read: undefined,
-      });
-      let elsewhere = 0;
-      for (const t of [...tasks].sort((a, b) => Number(a.slot) - Number(b.slot))) {
-        const id = t.meta?.id ?? '';
-        const file = join(opts.logDir, `${id}.${opts.stderr === true ? 'stderr' : 'stdout'}.log`);
-        if (!existsSync(file)) {
-          elsewhere += 1;
-          continue;
-        }
-        const prefix = `${s?.spec?.name ?? name}.${t.slot}.${shortId(id)}`;
-        for (const line of readFileSync(file, 'utf8').split('\n'))
-          if (line !== '') ctx.out(`${prefix} | ${line}`);
-      }
-      if (elsewhere > 0)
-        ctx.deps.output.err(
-          `${elsewhere} task(s) have no log here: run "meshctl service logs ${name}" on their nodes (see "meshctl service ps ${name}")`,
-        );
-    });
+  addServiceLogsCommand(service, ctx);
 }

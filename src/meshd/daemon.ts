@@ -29,6 +29,8 @@ import { ControlApi } from '../../controlplane/controlapi/control-api.js';
 import { addControlService } from '../../controlplane/controlapi/grpc-service.js';
 import { DEFAULT_HEARTBEAT_POLICY } from '../../controlplane/dispatcher/heartbeat.js';
 import { DISPATCHER_POLICY, Dispatcher } from '../../controlplane/dispatcher/server.js';
+import { leaderOnlyLogsService, localLogsService } from '../../controlplane/logbroker/forward.js';
+import { LOG_BROKER_POLICY, LOGS_POLICY, LogBroker } from '../../controlplane/logbroker/server.js';
 import { ManagerNode } from '../../controlplane/manager/manager-node.js';
 import {
   addMembershipService,
@@ -40,6 +42,7 @@ import { EmbeddedDns } from '../../dataplane/dns/embedded.js';
 import { logLbBackend, SANDBOX_PROGRAMMER, selectNodeDataplane } from '../../dataplane/reconciler/node.js';
 import { CAServiceService } from '../api/gen/meshd/v1/ca.js';
 import { DispatcherServiceService } from '../api/gen/meshd/v1/dispatcher.js';
+import { LogBrokerServiceService, LogsServiceService } from '../api/gen/meshd/v1/logs.js';
 import {
   type JoinRaftResponse,
   RaftMembershipServiceClient,
@@ -357,16 +360,17 @@ async function startManagerParts(
   }
   if (!state.founder) await joinRaft(manager, state, cfg, material);
   stops.push(finishRootRotations(manager, ca));
+  const leaderTcpAddress = (): string | undefined => {
+    const lead = manager.leaderId();
+    const host = lead === null ? undefined : manager.store.get('node', lead)?.addresses[0];
+    return host === undefined || lead === state.nodeId ? undefined : joinHostPort(host, port());
+  };
   const dispatcher = new Dispatcher({
     store: manager.replica(),
     policy: { ...DEFAULT_HEARTBEAT_POLICY, basePeriodMs: cfg.dispatcherHeartbeatMs },
     proposer: manager.proposer,
     // A follower sends agents to the leader (a worker may know only this manager).
-    leaderAddress: () => {
-      const lead = manager.leaderId();
-      const host = lead === null ? undefined : manager.store.get('node', lead)?.addresses[0];
-      return host === undefined || lead === state.nodeId ? undefined : joinHostPort(host, port());
-    },
+    leaderAddress: () => leaderTcpAddress(),
     // Agents fail over among these; every manager listens on the same port as this one (lab and swarm habit).
     managers: () => [
       { nodeId: state.nodeId, address: advertised() },
@@ -391,15 +395,34 @@ async function startManagerParts(
     cfg.advertiseAddress.endsWith(':0')
       ? `${cfg.advertiseAddress.slice(0, -2)}:${listenPort}`
       : cfg.advertiseAddress;
-  const extraPolicy = { ...DISPATCHER_POLICY, ...MEMBERSHIP_POLICY };
+  // Task logs: agents listen and publish where their session is (the leader); see controlplane/logbroker.
+  const logBroker = new LogBroker({ store: manager.replica() });
+  logBroker.start();
+  stops.push(async () => logBroker.stop());
+  const isLeader = () => manager.isLeader();
+  const extraPolicy = { ...DISPATCHER_POLICY, ...MEMBERSHIP_POLICY, ...LOG_BROKER_POLICY, ...LOGS_POLICY };
   const tcp = createCaServer(ca, { extraPolicy });
   tcp.addService(DispatcherServiceService, dispatcher.implementation());
+  tcp.addService(LogBrokerServiceService, logBroker.brokerImplementation());
+  tcp.addService(LogsServiceService, leaderOnlyLogsService(logBroker, { isLeader }));
   addMembershipService(tcp, manager);
   stops.push(() => shutdown(tcp));
   const tcpCredentials = new ReloadableServerCredentials(material, { acceptClientsWithoutCertificate: true });
   listenPort = await bindSecure(tcp, cfg.listenAddress, tcpCredentials);
   const local = new grpc.Server();
   addControlService(local, new ControlApi(manager));
+  local.addService(
+    LogsServiceService,
+    localLogsService(logBroker, {
+      isLeader,
+      leaderAddress: leaderTcpAddress,
+      credentials: () =>
+        createChannelCredentials(material, {
+          clusterId: state.clusterId,
+          organizationalUnit: roleToOu('manager'),
+        }),
+    }),
+  );
   addDiagService(local, diag);
   local.addService(CAServiceService, createCaServiceHandlers(ca));
   stops.push(async () => {

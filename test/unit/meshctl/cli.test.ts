@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type {
@@ -7,9 +6,11 @@ import type {
   UpdateNodeRequest,
   UpdateServiceRequest,
 } from '../../../src/api/gen/meshd/v1/control.js';
+import { LogStream } from '../../../src/api/gen/meshd/v1/logs.js';
 import { NodeAvailability, NodeRole, TaskState } from '../../../src/api/gen/meshd/v1/objects.js';
 import { runMeshctl } from '../../../src/meshctl/cli.js';
 import { connectSocket } from '../../../src/meshctl/client.js';
+import { waitFor } from '../../lib/wait.js';
 import { FakeMeshd } from './fake-control.js';
 
 interface Run {
@@ -272,18 +273,95 @@ describe('meshctl against a fake control API on a Unix socket', () => {
     assert.match(bad.err, /replicas/);
   });
 
-  it("service logs prints this node's task logs and says where the others are", async () => {
-    await meshctl('service', 'create', '-d', '--name', 'web', '--replicas', '2', '--', '/usr/bin/web');
-    const s = fake.services[0];
-    assert.ok(s);
-    const t1 = fake.addTask(s, 1, TaskState.TASK_STATE_RUNNING);
-    fake.addTask(s, 2, TaskState.TASK_STATE_RUNNING);
-    const logDir = join(fake.dir, 'logs');
-    mkdirSync(logDir, { recursive: true });
-    writeFileSync(join(logDir, `${t1.meta?.id}.stdout.log`), 'hello\nworld\n');
-    const r = await meshctl('service', 'logs', '--log-dir', logDir, 'web');
-    assert.deepEqual(r.out.split('\n'), ['web.1.tasksvc1abcd | hello', 'web.1.tasksvc1abcd | world']);
-    assert.match(r.err, /^1 task\(s\) have no log here/);
+  it('service logs prints every task line with its task@node prefix, stderr lines on stderr, warnings on stderr', async () => {
+    const context = (taskId: string, slot: number, nodeName: string) => ({
+      serviceId: 'svc1',
+      serviceName: 'web',
+      taskId,
+      slot,
+      nodeId: `${nodeName}-id`,
+      nodeName,
+    });
+    fake.logResponses = [
+      {
+        messages: [
+          {
+            context: context('task1abcdefghij', 1, 'node1'),
+            stream: LogStream.LOG_STREAM_STDOUT,
+            data: Buffer.from('hello'),
+          },
+          {
+            context: context('task2abcdefghij', 2, 'node3'),
+            stream: LogStream.LOG_STREAM_STDERR,
+            data: Buffer.from('oops'),
+          },
+        ],
+        warnings: [],
+      },
+      {
+        messages: [],
+        warnings: ['node node2 (abc) did not answer within 5 s: logs of its 1 task are missing'],
+      },
+    ];
+    const r = await meshctl('service', 'logs', '--tail', '1', 'web');
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, 'web.1.task1abcdefg@node1 | hello');
+    assert.deepEqual(r.err.split('\n'), [
+      'web.2.task2abcdefg@node3 | oops',
+      'warning: node node2 (abc) did not answer within 5 s: logs of its 1 task are missing',
+    ]);
+    assert.deepEqual(lastRequest('SubscribeLogs'), { service: 'web', follow: false, tail: 1 });
+    const short = await meshctl('service', 'logs', '--no-task-ids', 'web');
+    assert.equal(short.out, 'web.1@node1 | hello');
+    assert.equal(lastRequest<{ tail?: number }>('SubscribeLogs').tail, undefined);
+    const raw = await meshctl('service', 'logs', '--raw', 'web');
+    assert.equal(raw.out, 'hello');
+    const bad = await meshctl('service', 'logs', '--tail', '-2', 'web');
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /--tail must be an integer 0\.\.1000000, got "-2"/);
+  });
+
+  it('service logs --follow prints lines as they come and ends cleanly on an interrupt', async () => {
+    fake.logsCancelled = false;
+    fake.logResponses = [
+      {
+        messages: [
+          {
+            context: {
+              serviceId: 's',
+              serviceName: 'web',
+              taskId: 'task1abcdefghij',
+              slot: 1,
+              nodeId: 'n',
+              nodeName: 'node1',
+            },
+            stream: LogStream.LOG_STREAM_STDOUT,
+            data: Buffer.from('live'),
+          },
+        ],
+        warnings: [],
+      },
+    ];
+    let interrupt: (() => void) | undefined;
+    const out: string[] = [];
+    const done = runMeshctl(['--socket', fake.socketPath, 'service', 'logs', '-f', 'web'], {
+      output: { out: (l) => out.push(l), err: () => {} },
+      connect: connectSocket,
+      sleep: async () => {},
+      nowMs: () => 0,
+      runMeshd: async () => 0,
+      onInterrupt: (fn) => {
+        interrupt = fn;
+        return () => {
+          interrupt = undefined;
+        };
+      },
+    });
+    await waitFor('the followed line', () => out.includes('web.1.task1abcdefg@node1 | live'), 10_000);
+    interrupt?.();
+    assert.equal(await done, 0);
+    await waitFor('the server saw the cancel', () => fake.logsCancelled, 10_000);
+    assert.equal(interrupt, undefined);
   });
 
   it('network create sends subnet, options and labels; ls shows subnet and VNI', async () => {

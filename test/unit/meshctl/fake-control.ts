@@ -5,6 +5,11 @@ import * as grpc from '@grpc/grpc-js';
 import { type CAServiceServer, CAServiceService } from '../../../src/api/gen/meshd/v1/ca.js';
 import { type ControlServiceServer, ControlServiceService } from '../../../src/api/gen/meshd/v1/control.js';
 import {
+  type LogsServiceServer,
+  LogsServiceService,
+  type SubscribeLogsResponse,
+} from '../../../src/api/gen/meshd/v1/logs.js';
+import {
   type NetworkObject,
   type Node,
   NodeAvailability,
@@ -31,11 +36,16 @@ export class FakeMeshd {
   workerToken = 'MESHTKN-1-aaaa-worker';
   /** Called on each ListTasks: lets a test move tasks forward between polls. */
   onListTasks: () => void = () => {};
+  /** What SubscribeLogs streams; with `follow` the call then stays open until the client cancels. */
+  logResponses: SubscribeLogsResponse[] = [];
+  /** Set once a following SubscribeLogs call was cancelled by its client. */
+  logsCancelled = false;
   private server = new grpc.Server();
 
   async start(): Promise<void> {
     this.server.addService(ControlServiceService, this.control());
     this.server.addService(CAServiceService, this.ca());
+    this.server.addService(LogsServiceService, this.logs());
     await new Promise<void>((resolve, reject) =>
       this.server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
         err === null ? resolve() : reject(err),
@@ -46,6 +56,17 @@ export class FakeMeshd {
   async stop(): Promise<void> {
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private logs(): LogsServiceServer {
+    return {
+      subscribeLogs: (call) => {
+        this.requests.push({ method: 'SubscribeLogs', request: call.request });
+        for (const r of this.logResponses) call.write(r);
+        if (!call.request.follow) call.end();
+        else call.on('cancelled', () => (this.logsCancelled = true));
+      },
+    };
   }
 
   addNode(id: string, hostname: string, role = NodeRole.NODE_ROLE_WORKER): Node {
