@@ -56,6 +56,10 @@ describe('ManagerNode membership', () => {
       (err) => err instanceof MeshError && err.code === 'NOT_LEADER',
     );
     await founder.addManager('j2', m2.members().j2!);
+    // The founder comes from the log's first entries: a joiner that missed it would think itself alone.
+    await waitFor('j2 to see both voters', 5000, () =>
+      m2.raft.status().confState.voters.join() === 'f1,j2' ? true : undefined,
+    );
     const m3 = await start('j3', { f1: founderAddress }, false);
     const members = await founder.addManager('j3', m3.members().j3!);
     assert.deepEqual(Object.keys(members).sort(), ['f1', 'j2', 'j3']);
