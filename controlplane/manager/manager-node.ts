@@ -4,11 +4,12 @@ import { errorMessage, MeshError } from '../../src/common/errors.js';
 import { newId } from '../../src/common/ids.js';
 import { subsystemLogger } from '../../src/common/logger.js';
 import { learnersReadyToPromote } from '../raft/core/membership.js';
-import type { ConfState, NodeId } from '../raft/core/types.js';
-import { RaftNode, type RaftNodeOptions, type RaftNodeStatus } from '../raft/driver/raft-node.js';
+import { type ConfChange, type ConfState, type NodeId, ProposalDroppedError } from '../raft/core/types.js';
+import { RaftNode, type RaftNodeOptions } from '../raft/driver/raft-node.js';
 import { MemoryStore, type StoreLimits } from '../store/memory-store.js';
 import type { StoreEvent, StoreView, WatchFilter } from '../store/types.js';
 import { LeaderControlLoop } from './leader-loop.js';
+import { isMember, transferTarget } from './membership-rules.js';
 import { RaftProposer } from './raft-proposer.js';
 import { StoreStateMachine } from './store-state-machine.js';
 
@@ -134,12 +135,8 @@ export class ManagerNode {
    * with `members()` once the learner is in the configuration here.
    */
   async addLearner(id: NodeId, raftAddress: string, timeoutMs = 10_000): Promise<Record<NodeId, string>> {
-    this.checkLeader();
-    if (!isMember(this.raft.status().confState, id)) {
-      const context = Buffer.from(raftAddress, 'utf8');
-      this.raft.proposeConfChange({ type: 'addLearner', nodeId: id, context });
-    }
-    await this.waitForMembership(timeoutMs, `manager ${id} to join Raft as a learner`, (c) =>
+    const context = Buffer.from(raftAddress, 'utf8');
+    await this.changeMembership({ type: 'addLearner', nodeId: id, context }, timeoutMs, (c) =>
       isMember(c, id),
     );
     return this.members();
@@ -179,9 +176,34 @@ export class ManagerNode {
         'FAILED_PRECONDITION',
         `manager ${id} is the leader; stop it (it hands over) and remove it from another manager`,
       );
-    if (!isMember(this.raft.status().confState, id)) return;
-    this.raft.proposeConfChange({ type: 'removeNode', nodeId: id });
-    await this.waitForMembership(timeoutMs, `manager ${id} to leave Raft`, (c) => !isMember(c, id));
+    await this.changeMembership({ type: 'removeNode', nodeId: id }, timeoutMs, (c) => !isMember(c, id));
+  }
+
+  /**
+   * Proposes `change` (leader only) until `done` holds for the applied
+   * configuration. Raft refuses a change while another is pending, and a
+   * new leader refuses any before its first entry is applied: those
+   * refusals are waited out (one heartbeat each) within `timeoutMs`.
+   */
+  private async changeMembership(
+    change: ConfChange,
+    timeoutMs: number,
+    done: (confState: ConfState) => boolean,
+  ): Promise<void> {
+    const what = `Raft conf change ${change.type} ${change.nodeId}`;
+    const deadline = this.clock.nowMs() + timeoutMs;
+    for (;;) {
+      this.checkLeader();
+      if (done(this.raft.status().confState)) return;
+      try {
+        this.raft.proposeConfChange(change);
+        break;
+      } catch (err) {
+        if (!(err instanceof ProposalDroppedError) || this.clock.nowMs() > deadline) throw err;
+      }
+      await new Promise<void>((resolve) => this.clock.setTimer(this.opts.heartbeatMs ?? 100, resolve));
+    }
+    await this.waitForMembership(Math.max(0, deadline - this.clock.nowMs()), what, done);
   }
 
   /**
@@ -365,22 +387,4 @@ export class ManagerNode {
 function advertiseOf(listenAddress: string, port: number): string {
   const host = listenAddress.slice(0, listenAddress.lastIndexOf(':'));
   return `${host === '' || host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
-}
-
-function isMember(confState: ConfState, id: NodeId): boolean {
-  return confState.voters.includes(id) || confState.learners.includes(id);
-}
-
-/** The live voter with the longest log, to hand leadership to (undefined when none). */
-function transferTarget(s: RaftNodeStatus, self: NodeId): NodeId | undefined {
-  let best: NodeId | undefined;
-  let bestMatch = -1;
-  for (const [id, pr] of Object.entries(s.progress ?? {})) {
-    if (id === self || pr.isLearner || !pr.recentActive || !s.confState.voters.includes(id)) continue;
-    if (pr.match > bestMatch) {
-      best = id;
-      bestMatch = pr.match;
-    }
-  }
-  return best;
 }
