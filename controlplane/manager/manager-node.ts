@@ -3,15 +3,24 @@ import { type Clock, systemClock } from '../../src/common/clock.js';
 import { errorMessage, MeshError } from '../../src/common/errors.js';
 import { newId } from '../../src/common/ids.js';
 import { subsystemLogger } from '../../src/common/logger.js';
-import type { NodeId } from '../raft/core/types.js';
+import { learnersReadyToPromote } from '../raft/core/membership.js';
+import { type ConfChange, type ConfState, type NodeId, ProposalDroppedError } from '../raft/core/types.js';
 import { RaftNode, type RaftNodeOptions } from '../raft/driver/raft-node.js';
 import { MemoryStore, type StoreLimits } from '../store/memory-store.js';
 import type { StoreEvent, StoreView, WatchFilter } from '../store/types.js';
 import { LeaderControlLoop } from './leader-loop.js';
+import { isMember, transferTarget } from './membership-rules.js';
 import { RaftProposer } from './raft-proposer.js';
 import { StoreStateMachine } from './store-state-machine.js';
 
 const log = subsystemLogger('manager');
+
+/**
+ * A learner is promoted once its log is within this many entries of the
+ * leader's commit index: close enough that, as a voter, it acks the next
+ * appends at once, yet reachable under a steady write load.
+ */
+export const LEARNER_PROMOTION_LAG_ENTRIES = 64;
 
 export interface ManagerNodeOptions extends Omit<RaftNodeOptions, 'stateMachine' | 'clock'> {
   clock?: Clock;
@@ -117,22 +126,49 @@ export class ManagerNode {
   }
 
   /**
-   * Makes `id` (already running at `raftAddress`, started without
-   * `bootstrap`) a voter. Leader only: Raft takes one membership change at
-   * a time, from the leader (`NOT_LEADER` names the leader otherwise).
-   * Resolves with `members()` once the change is applied here.
+   * Adds `id` (already running at `raftAddress`, started without
+   * `bootstrap`) as a Raft learner: it receives the log but neither votes
+   * nor counts for commits, so a newcomer with an empty log cannot cost the
+   * cluster its quorum or its leader. The leader promotes it to voter once
+   * it has caught up (`promoteCaughtUpLearners`, every heartbeat). Leader
+   * only (`NOT_LEADER` names the leader otherwise); idempotent. Resolves
+   * with `members()` once the learner is in the configuration here.
    */
-  async addManager(id: NodeId, raftAddress: string, timeoutMs = 10_000): Promise<Record<NodeId, string>> {
-    this.checkLeader();
-    if (this.raft.status().confState.voters.includes(id)) return this.members();
-    this.raft.proposeConfChange({ type: 'addVoter', nodeId: id, context: Buffer.from(raftAddress, 'utf8') });
-    await this.waitForMembership(timeoutMs, `manager ${id} to join the Raft voters`, (voters) =>
-      voters.includes(id),
+  async addLearner(id: NodeId, raftAddress: string, timeoutMs = 10_000): Promise<Record<NodeId, string>> {
+    const context = Buffer.from(raftAddress, 'utf8');
+    await this.changeMembership({ type: 'addLearner', nodeId: id, context }, timeoutMs, (c) =>
+      isMember(c, id),
     );
     return this.members();
   }
 
-  /** Removes `id` from the Raft voters (a demoted or removed manager). Leader only. */
+  /**
+   * `addLearner`, then waits until the leader promoted it to voter. Throws
+   * `RAFT_CATCHING_UP` (it stays a learner, promoted later) after `timeoutMs`.
+   */
+  async addManager(id: NodeId, raftAddress: string, timeoutMs = 10_000): Promise<Record<NodeId, string>> {
+    const deadline = this.clock.nowMs() + timeoutMs;
+    await this.addLearner(id, raftAddress, timeoutMs);
+    await this.waitForVoter(id, Math.max(0, deadline - this.clock.nowMs()));
+    return this.members();
+  }
+
+  /** Resolves once `id` is a voter in this manager's applied configuration. */
+  async waitForVoter(id: NodeId, timeoutMs: number): Promise<void> {
+    try {
+      await this.waitForMembership(timeoutMs, `manager ${id} to become a voter`, (c) =>
+        c.voters.includes(id),
+      );
+    } catch (err) {
+      if (!(err instanceof MeshError) || err.code !== 'RAFT_TIMEOUT') throw err;
+      throw new MeshError(
+        'RAFT_CATCHING_UP',
+        `manager ${id} is a Raft learner still catching up after ${timeoutMs} ms; the leader makes it a voter once its log is within ${LEARNER_PROMOTION_LAG_ENTRIES} entries of the commit index`,
+      );
+    }
+  }
+
+  /** Removes `id` (voter or learner) from Raft (a demoted or removed manager). Leader only. */
   async removeManager(id: NodeId, timeoutMs = 10_000): Promise<void> {
     this.checkLeader();
     if (id === this.id)
@@ -140,34 +176,100 @@ export class ManagerNode {
         'FAILED_PRECONDITION',
         `manager ${id} is the leader; stop it (it hands over) and remove it from another manager`,
       );
-    if (!this.raft.status().confState.voters.includes(id)) return;
-    this.raft.proposeConfChange({ type: 'removeNode', nodeId: id });
-    await this.waitForMembership(
-      timeoutMs,
-      `manager ${id} to leave the Raft voters`,
-      (voters) => !voters.includes(id),
-    );
+    await this.changeMembership({ type: 'removeNode', nodeId: id }, timeoutMs, (c) => !isMember(c, id));
   }
 
   /**
-   * Leader side of `node demote`: a Raft voter whose Node object says
-   * worker leaves the voters (one change at a time; never this manager,
-   * which must hand over leadership first). Nodes without an object are
-   * left alone (a manager not registered yet).
+   * Proposes `change` (leader only) until `done` holds for the applied
+   * configuration. Raft refuses a change while another is pending, and a
+   * new leader refuses any before its first entry is applied: those
+   * refusals are waited out (one heartbeat each) within `timeoutMs`.
+   */
+  private async changeMembership(
+    change: ConfChange,
+    timeoutMs: number,
+    done: (confState: ConfState) => boolean,
+  ): Promise<void> {
+    const what = `Raft conf change ${change.type} ${change.nodeId}`;
+    const deadline = this.clock.nowMs() + timeoutMs;
+    for (;;) {
+      this.checkLeader();
+      if (done(this.raft.status().confState)) return;
+      try {
+        this.raft.proposeConfChange(change);
+        break;
+      } catch (err) {
+        if (!(err instanceof ProposalDroppedError) || this.clock.nowMs() > deadline) throw err;
+      }
+      await new Promise<void>((resolve) => this.clock.setTimer(this.opts.heartbeatMs ?? 100, resolve));
+    }
+    await this.waitForMembership(Math.max(0, deadline - this.clock.nowMs()), what, done);
+  }
+
+  /**
+   * This manager's side of its own demotion. The leader removes a demoted
+   * voter, and the removal must commit with this manager still answering
+   * (in a 2-voter cluster its ack is half the quorum: stopping first left
+   * the other voter unable to commit the removal or to win an election).
+   * A leader cannot remove itself here, so it first hands leadership to the
+   * most up-to-date live voter, then waits like any follower. Resolves true
+   * once out of the configuration, false after `timeoutMs`.
+   */
+  async leaveRaft(timeoutMs = 15_000): Promise<boolean> {
+    const deadline = this.clock.nowMs() + timeoutMs;
+    while (this.clock.nowMs() <= deadline) {
+      const s = this.raft.status();
+      if (!isMember(s.confState, this.id)) return true;
+      if (s.role === 'leader') {
+        const to = transferTarget(s, this.id);
+        if (to !== undefined) this.raft.transferLeader(to);
+      }
+      await new Promise<void>((resolve) => this.clock.setTimer(this.opts.heartbeatMs ?? 100, resolve));
+    }
+    return false;
+  }
+
+  /**
+   * Leader side of `node demote`: a Raft member whose Node object says
+   * worker leaves Raft (one change at a time; never this manager, which
+   * hands leadership over in `leaveRaft`). Nodes without an object are
+   * left alone (a manager not registered yet). Called on node changes and
+   * every heartbeat: a change refused now (a new leader's first entry is
+   * not applied yet, another change pending) is simply tried again.
    */
   private async reconcileMembership(): Promise<void> {
     if (this.reconcilingMembership || !this.leading || this.stopped) return;
     this.reconcilingMembership = true;
     try {
-      for (const id of this.raft.status().confState.voters) {
+      const { voters, learners } = this.raft.status().confState;
+      for (const id of [...voters, ...learners]) {
         if (id === this.id || this.memoryStore.get('node', id)?.role !== NodeRole.NODE_ROLE_WORKER) continue;
-        log.info({ id }, 'node demoted to worker; removing it from the Raft voters');
+        log.info({ id }, 'node demoted to worker; removing it from Raft');
         await this.removeManager(id);
       }
     } catch (err) {
-      log.warn({ err: errorMessage(err) }, 'membership change failed; retried on the next node change');
+      log.debug({ err: errorMessage(err) }, 'membership change not possible now; retried next heartbeat');
     } finally {
       this.reconcilingMembership = false;
+    }
+  }
+
+  /** Leader: a learner whose log caught up becomes a voter (one change at a time). */
+  private promoteCaughtUpLearners(): void {
+    if (!this.leading || this.stopped || this.reconcilingMembership) return;
+    const status = this.raft.status();
+    for (const id of learnersReadyToPromote(status, LEARNER_PROMOTION_LAG_ENTRIES)) {
+      if (this.memoryStore.get('node', id)?.role === NodeRole.NODE_ROLE_WORKER) continue;
+      try {
+        this.raft.proposeConfChange({ type: 'addVoter', nodeId: id });
+        log.info({ id, commit: status.commit }, 'learner caught up; promoting it to voter');
+      } catch (err) {
+        log.debug(
+          { id, err: errorMessage(err) },
+          'learner promotion not possible now; retried next heartbeat',
+        );
+      }
+      return;
     }
   }
 
@@ -186,10 +288,10 @@ export class ManagerNode {
   private async waitForMembership(
     timeoutMs: number,
     what: string,
-    done: (voters: readonly NodeId[]) => boolean,
+    done: (confState: ConfState) => boolean,
   ): Promise<void> {
     const deadline = this.clock.nowMs() + timeoutMs;
-    while (!done(this.raft.status().confState.voters)) {
+    while (!done(this.raft.status().confState)) {
       if (this.clock.nowMs() > deadline)
         throw new MeshError('RAFT_TIMEOUT', `timed out after ${timeoutMs} ms waiting for ${what}`);
       await new Promise<void>((resolve) => this.clock.setTimer(this.opts.heartbeatMs ?? 100, resolve));
@@ -235,6 +337,10 @@ export class ManagerNode {
         if (leading && this.leading && status.term !== this.leaderTerm)
           this.setLeader(false, this.leaderTerm);
         this.setLeader(leading, status.term);
+        if (leading) {
+          this.promoteCaughtUpLearners();
+          void this.reconcileMembership();
+        }
       }
       this.cancelPoll = this.clock.setTimer(everyMs, tick);
     };

@@ -28,8 +28,8 @@ const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 /**
  * RaftMembershipService over a ManagerNode: JoinRaft makes the calling
- * manager (identified by its certificate, never by the request) a voter;
- * LeaveRaft removes it. Served by every manager; only the leader changes
+ * manager (identified by its certificate, never by the request) a learner,
+ * promoted to voter by the leader once caught up; LeaveRaft removes it. Served by every manager; only the leader changes
  * membership, the others say who the leader is.
  */
 export function membershipServiceImplementation(
@@ -65,7 +65,9 @@ export function membershipServiceImplementation(
             'raft_address',
             `raft_address must be host:port with a port 1..65535, got "${address}"`,
           );
-        const members = await manager.addManager(id, address);
+        // A learner first: the caller needs the members' addresses (this answer)
+        // to catch up, and the leader makes it a voter once it has.
+        const members = await manager.addLearner(id, address);
         return { members: Object.entries(members).map(([nodeId, raftAddress]) => ({ nodeId, raftAddress })) };
       }),
     leaveRaft: (call, cb) =>

@@ -446,16 +446,11 @@ async function startManagerParts(
         .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && n.meta?.id !== state.nodeId && n.addresses[0])
         .map((n) => joinHostPort(n.addresses[0]!, port())),
     leaveAndStop: async () => {
-      // The leader removes a voter whose Node turned worker; stopping first
-      // could leave the rest without a quorum to commit that removal.
-      const deadline = Date.now() + 10_000;
-      while (!manager.isLeader() && manager.raft.status().confState.voters.includes(state.nodeId)) {
-        if (Date.now() > deadline) {
-          log.warn('still a Raft voter 10 s after demotion; stopping anyway');
-          break;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      // The leader removes a member whose Node turned worker; stopping first
+      // could leave the rest without a quorum to commit that removal. A
+      // demoted leader hands leadership over first (see leaveRaft).
+      if (!(await manager.leaveRaft(15_000)))
+        log.warn('still a Raft member 15 s after demotion; stopping anyway');
       await stopAll();
     },
     stop: stopAll,
@@ -556,7 +551,10 @@ const MEMBERSHIP_POLICY = servicePolicy(RaftMembershipServiceService, {
   leaveRaft: 'manager',
 });
 
-/** A joined manager asks the founder (then whoever it names as leader) to make it a voter. */
+/** How long `meshd run` of a joining manager waits for its promotion from learner to voter. */
+const JOIN_VOTER_WAIT_MS = 60_000;
+
+/** A joined manager asks the founder (then whoever it names as leader) to make it a Raft member. */
 async function joinRaft(
   manager: ManagerNode,
   state: LocalNode,
@@ -579,6 +577,12 @@ async function joinRaft(
       );
       for (const m of res.members)
         if (m.nodeId !== state.nodeId) manager.raft.addPeer(m.nodeId, m.raftAddress);
+      // JoinRaft made this node a learner; the leader promotes it once its log caught up.
+      try {
+        await manager.waitForVoter(state.nodeId, JOIN_VOTER_WAIT_MS);
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'joined Raft as a learner; still catching up, going on');
+      }
       return;
     } catch (err) {
       const leader = (err as grpc.ServiceError).metadata?.get(LEADER_NODE_ADDRESS_METADATA_KEY)[0];

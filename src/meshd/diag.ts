@@ -46,7 +46,16 @@ interface LbServiceJson {
 export interface DiagInputs {
   nowMs: number;
   node: { nodeId: string; clusterId: string; role: string; hostname: string };
-  raft: { leaderId: string | null; isLeader: boolean; members: Record<string, string> } | undefined;
+  raft:
+    | {
+        leaderId: string | null;
+        isLeader: boolean;
+        members: Record<string, string>;
+        term?: number;
+        voters?: string[];
+        learners?: string[];
+      }
+    | undefined;
   probes: DiagManagerProbe[];
   session: ReturnType<Agent['status']> | undefined;
   applied: DesiredState | undefined;
@@ -73,6 +82,9 @@ export function diagFacts(input: DiagInputs): DiagnoseResponse {
       thisNodeLeads: input.raft?.isLeader ?? false,
       raftMembers: input.raft?.members ?? {},
       probes: input.probes,
+      raftTerm: input.raft?.term ?? 0,
+      raftVoters: input.raft?.voters ?? [],
+      raftLearners: input.raft?.learners ?? [],
     },
     session: {
       connected: input.session?.connected !== undefined,
@@ -207,14 +219,23 @@ async function collect(sources: DiagSources, probeTimeoutMs: number): Promise<Di
   return diagFacts({
     nowMs: clock.nowMs(),
     node: sources.node,
-    raft:
-      manager === undefined
-        ? undefined
-        : { leaderId: manager.leaderId(), isLeader: manager.isLeader(), members: manager.members() },
+    raft: manager === undefined ? undefined : raftFacts(manager),
     probes,
     session,
     applied: agent?.appliedState(),
     views,
     certificate: certificateFacts(sources.certChainPem),
   });
+}
+
+function raftFacts(manager: ManagerNode): NonNullable<DiagInputs['raft']> {
+  const s = manager.raft.status();
+  return {
+    leaderId: manager.leaderId(),
+    isLeader: manager.isLeader(),
+    members: manager.members(),
+    term: s.term,
+    voters: s.confState.voters,
+    learners: s.confState.learners,
+  };
 }

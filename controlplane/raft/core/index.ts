@@ -3,6 +3,7 @@ import { Raft } from './raft.js';
 import type { RaftConfig, RaftCore, Storage } from './types.js';
 
 export { decodeConfChange, encodeConfChange } from './conf-change.js';
+export { learnersReadyToPromote, type PromotionView } from './membership.js';
 export { entrySizeBytes, MemoryStorage } from './memory-storage.js';
 export * from './types.js';
 export { validateMessage } from './validate.js';

@@ -3,7 +3,7 @@ import { decodeConfChange } from './conf-change.js';
 import { quorumSize } from './quorum.js';
 import type { Raft } from './raft.js';
 import { bcastAppend, maybeSendAppend } from './replication.js';
-import type { ConfChange, Entry } from './types.js';
+import type { ConfChange, ConfState, Entry, NodeId, ProgressStatus, RaftRole } from './types.js';
 
 /** Refuses a change that would leave the new configuration without a reachable quorum. */
 export function checkConfChange(r: Raft, change: ConfChange): void {
@@ -37,7 +37,15 @@ export function applyConfChangeEntry(r: Raft, entry: Entry): void {
   } catch {
     return; // Validated when proposed; an undecodable entry is a no-op on every member alike.
   }
+  if (r.role === 'leader' && change.type === 'removeNode' && change.nodeId !== r.id)
+    tellRemovedNode(r, change.nodeId);
   r.tracker.applyConfChange(change, r.log.lastIndex() + 1);
+  if (change.type === 'removeNode' && change.nodeId === r.id && r.role !== 'leader') {
+    // Out of the configuration: no leader of ours any more, and promotable() is false
+    // from now on, so this node never campaigns (it cannot disturb the rest).
+    r.becomeFollower(r.term, null);
+    return;
+  }
   if (r.role !== 'leader') return;
   if (!r.tracker.voters.has(r.id)) {
     // A removed leader steps down; the commit of its removal was already broadcast
@@ -48,4 +56,45 @@ export function applyConfChangeEntry(r: Raft, entry: Entry): void {
   if (r.maybeCommit()) bcastAppend(r);
   else for (const id of r.tracker.progress.keys()) if (id !== r.id) maybeSendAppend(r, id, false);
   if (r.leadTransferee !== null && !r.tracker.voters.has(r.leadTransferee)) r.abortLeaderTransfer();
+}
+
+/**
+ * A removed node stops hearing from the leader once its progress is gone, so
+ * without this it would never commit (and apply) its own removal, and would
+ * keep campaigning. One last heartbeat carries the commit index up to what it
+ * matched, and one append the entries it misses (best effort: the others also
+ * refuse its votes, see Raft.step).
+ */
+function tellRemovedNode(r: Raft, id: NodeId): void {
+  const pr = r.tracker.progress.get(id);
+  if (pr === undefined) return;
+  maybeSendAppend(r, id, false);
+  const commit = Math.min(pr.match, r.log.committed);
+  r.send({ type: 'heartbeat', from: r.id, to: id, term: r.term, commit, context: new Uint8Array() });
+}
+
+/**
+ * The learners a leader may promote to voters now (etcd's "learner is ready"):
+ * heard from within the last election timeout, and their log within
+ * `maxLagEntries` of the leader's commit index. Promoting a learner that lags
+ * would make the quorum wait for it (and check-quorum could depose the leader).
+ */
+export function learnersReadyToPromote(view: PromotionView, maxLagEntries: number): NodeId[] {
+  if (view.role !== 'leader' || view.progress === undefined) return [];
+  const ready: NodeId[] = [];
+  for (const id of view.confState.learners) {
+    const pr = view.progress[id];
+    if (pr === undefined || !pr.isLearner || !pr.recentActive) continue;
+    if (pr.match + maxLagEntries >= view.commit) ready.push(id);
+  }
+  return ready.sort();
+}
+
+/** What the promotion rule reads: the driver's status has this shape. */
+export interface PromotionView {
+  role: RaftRole;
+  commit: number;
+  confState: ConfState;
+  /** The leader's progress per member (absent on other roles). */
+  progress?: Record<NodeId, ProgressStatus>;
 }

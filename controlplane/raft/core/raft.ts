@@ -281,6 +281,11 @@ export class Raft implements RaftCore {
   step(message: RaftMessage): void {
     if (validateMessage(message, this.id) !== undefined) return;
     const m = message;
+    if ((m.type === 'preVote' || m.type === 'vote') && !this.tracker.voters.has(m.from)) {
+      // Only voters campaign. A removed node that missed its removal (or a learner)
+      // gets no vote, and its higher term changes nothing here.
+      return;
+    }
     if (m.term === 0) {
       // Local forwards (propose, readIndex, transferLeader) carry no term.
     } else if (m.term > this.term) {

@@ -1,7 +1,7 @@
 import type { ChannelCredentials, ServerCredentials } from '@grpc/grpc-js';
 import type { Clock } from '../../../src/common/clock.js';
 import { MeshError } from '../../../src/common/errors.js';
-import type { ConfChange, ConfState, NodeId, RaftConfig, RaftRole } from '../core/types.js';
+import type { ConfChange, ConfState, NodeId, ProgressStatus, RaftConfig, RaftRole } from '../core/types.js';
 
 /**
  * The replicated state machine above Raft (the store). `apply` sees every
@@ -52,6 +52,8 @@ export interface RaftNodeStatus {
   applied: number;
   lastIndex: number;
   confState: ConfState;
+  /** On the leader: what it knows of each member's log (learner promotion reads it). */
+  progress?: Record<NodeId, ProgressStatus>;
 }
 
 export class NodeStoppedError extends MeshError {

@@ -44,6 +44,12 @@ export class RaftNode {
   private heldAcks: RaftMessage[] = [];
   /** Last log index known durable on this node's disk. */
   private persistedIndex: number;
+  /**
+   * Peers removed by an applied conf change. They are dropped from the
+   * transport only after the next Ready's messages went out: that Ready
+   * carries the leader's last word to the removed node (its removal's commit).
+   */
+  private removedPeers: NodeId[] = [];
 
   private constructor(
     readonly id: NodeId,
@@ -191,6 +197,8 @@ export class RaftNode {
   }
 
   private async handleReady(rd: Ready): Promise<void> {
+    const removedBefore = this.removedPeers;
+    this.removedPeers = [];
     if (rd.softState !== undefined) {
       log.info({ id: this.id, ...rd.softState }, 'raft role changed');
       if (rd.softState.lead !== this.lastLead) this.onLeaderChange(this.lastLead, rd.softState.lead);
@@ -220,6 +228,7 @@ export class RaftNode {
     this.releaseHeldAcks();
     if (this.stopped) return;
     if (!sendFirst) this.transport.send(rd.messages);
+    for (const id of removedBefore) this.transport.removePeer(id);
     if (rd.snapshot !== undefined) {
       this.opts.stateMachine.restore(rd.snapshot.data);
       this.appliedIndex = rd.snapshot.metadata.index;
@@ -258,8 +267,14 @@ export class RaftNode {
     if (e.type === 'confChange') {
       const change = decodeConfChange(e.data);
       if (change.type === 'removeNode') {
-        if (change.nodeId !== this.id) this.transport.removePeer(change.nodeId);
+        if (change.nodeId !== this.id) this.removedPeers.push(change.nodeId);
+        else
+          log.warn(
+            { id: this.id },
+            'this node was removed from the Raft configuration; it no longer campaigns',
+          );
       } else {
+        this.removedPeers = this.removedPeers.filter((id) => id !== change.nodeId);
         this.transport.readmitPeer(change.nodeId);
         if (change.context !== undefined && change.context.byteLength > 0) {
           this.transport.addPeer(change.nodeId, Buffer.from(change.context).toString('utf8'));
@@ -338,6 +353,7 @@ export class RaftNode {
       applied: this.appliedIndex,
       lastIndex: this.storage.lastIndex(),
       confState: s.confState,
+      ...(s.progress === undefined ? {} : { progress: s.progress }),
     };
   }
 

@@ -1,5 +1,6 @@
 import { errorMessage } from '../../../src/common/errors.js';
 import { SeededRng } from '../../../src/common/rng.js';
+import { learnersReadyToPromote } from '../core/membership.js';
 import { DEFAULT_RAFT_CONFIG, type RaftConfig, type RaftMessage } from '../core/types.js';
 import { SafetyChecker } from './invariants.js';
 import { encodeKvCommand } from './kv.js';
@@ -34,6 +35,8 @@ export interface SimResult {
     crashes: number;
     snapshotsSent: number;
     confChanges: number;
+    /** Learners promoted to voters once caught up. */
+    promotions: number;
   };
 }
 
@@ -48,6 +51,8 @@ interface PendingOp {
 }
 
 const CLIENT_TIMEOUT_MS = 400;
+/** A learner this close to the leader's commit index is promoted (as the manager does, with a smaller bound). */
+const LEARNER_LAG_ENTRIES = 16;
 
 /**
  * One seed: a 3- or 5-manager cluster in virtual time with drops,
@@ -85,7 +90,15 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
   const checker = new SafetyChecker();
   const history: KvOperation[] = [];
   const pending = new Map<number, PendingOp>();
-  const stats = { operations: 0, completed: 0, leaders: 0, crashes: 0, snapshotsSent: 0, confChanges: 0 };
+  const stats = {
+    operations: 0,
+    completed: 0,
+    leaders: 0,
+    crashes: 0,
+    snapshotsSent: 0,
+    confChanges: 0,
+    promotions: 0,
+  };
   let opSeq = 0;
   let finalWriteDone = false;
 
@@ -268,7 +281,9 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
       const outside = ids.filter((id) => !leaderRaft.tracker.voters.has(id));
       try {
         if (outside.length > 0 && rng.next() < 0.6) {
-          leaderRaft.proposeConfChange({ type: 'addVoter', nodeId: outside[rng.int(outside.length)]! });
+          // As meshd does, most come back as learners (promoted below once caught up).
+          const type = rng.next() < 0.7 ? 'addLearner' : 'addVoter';
+          leaderRaft.proposeConfChange({ type, nodeId: outside[rng.int(outside.length)]! });
           stats.confChanges++;
         } else if (voters.length > 3) {
           leaderRaft.proposeConfChange({ type: 'removeNode', nodeId: voters[rng.int(voters.length)]! });
@@ -276,6 +291,22 @@ export function runRaftSimulation(seed: number, options: SimOptions = DEFAULT_SI
         }
       } catch {
         // Pending change, new leader, or no reachable quorum after removal.
+      }
+    } else if (membershipRoll < 0.2) {
+      const s = leaderRaft.status();
+      const view = { role: s.softState.role, commit: s.hardState.commit, confState: s.confState };
+      const ready = learnersReadyToPromote(
+        s.progress === undefined ? view : { ...view, progress: s.progress },
+        LEARNER_LAG_ENTRIES,
+      );
+      try {
+        if (ready.length > 0) {
+          leaderRaft.proposeConfChange({ type: 'addVoter', nodeId: ready[0]! });
+          stats.confChanges++;
+          stats.promotions++;
+        }
+      } catch {
+        // Another change pending or a new leader: tried again later.
       }
     }
   }

@@ -4,6 +4,7 @@ import { subsystemLogger } from '../../../src/common/logger.js';
 import { decodeConfChange, encodeConfChange } from '../core/conf-change.js';
 import { MemoryStorage } from '../core/memory-storage.js';
 import type {
+  ConfChange,
   ConfState,
   Entry,
   EntryType,
@@ -62,6 +63,27 @@ function decodeHardState(body: Uint8Array): HardState {
   return hs;
 }
 
+/**
+ * The founding configuration as the first committed log entries (etcd's
+ * bootstrap does the same). The snapshot at index 0 gives it to the founders
+ * at once, but a manager that joins later replays the log from index 1 and
+ * never sees that snapshot: without these entries it would believe itself
+ * the only voter once added, and could elect itself alone.
+ */
+function bootstrapReady(confState: ConfState): Pick<Ready, 'entries' | 'hardState' | 'mustSync'> {
+  const changes: ConfChange[] = [
+    ...confState.voters.map((nodeId): ConfChange => ({ type: 'addVoter', nodeId })),
+    ...confState.learners.map((nodeId): ConfChange => ({ type: 'addLearner', nodeId })),
+  ];
+  const entries: Entry[] = changes.map((change, i) => ({
+    term: 1,
+    index: i + 1,
+    type: 'confChange',
+    data: encodeConfChange(change),
+  }));
+  return { entries, hardState: { term: 1, vote: null, commit: entries.length }, mustSync: true };
+}
+
 export class DiskStorage implements Storage {
   private constructor(
     readonly dataDir: string,
@@ -110,7 +132,16 @@ export class DiskStorage implements Storage {
       { dataDir, snapIndex, entries: usable.length, hardState, tornBytes: recovery.tornBytes },
       'raft storage opened',
     );
-    return new DiskStorage(dataDir, mem, wal, snapshotter, hardState, opts.keepEntriesAfterSnapshot ?? 1000);
+    const storage = new DiskStorage(
+      dataDir,
+      mem,
+      wal,
+      snapshotter,
+      hardState,
+      opts.keepEntriesAfterSnapshot ?? 1000,
+    );
+    if (fresh && opts.bootstrap !== undefined) await storage.saveReady(bootstrapReady(opts.bootstrap));
+    return storage;
   }
 
   initialState(): InitialState {

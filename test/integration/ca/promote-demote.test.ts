@@ -1,8 +1,9 @@
 /**
  * `meshctl node promote` / `demote` end to end on a 2-host netns lab
  * (`mdpb`): the CA reissues with the new OU, the node's certificate keeper
- * renews, and its daemon starts the manager role (Raft voter through
- * JoinRaft) or leaves Raft and stops it.
+ * renews, and its daemon starts the manager role (a Raft learner through
+ * JoinRaft, promoted to voter once caught up) or leaves Raft and stops it;
+ * a demoted leader hands leadership over first (2 voters need its ack).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -27,11 +28,11 @@ describe('promote and demote a node of a 1-manager cluster', () => {
       return 0;
     }
   };
-  /** A write through h1 commits only when a quorum of the Raft voters is alive. */
-  const h1Commits = async (name: string) => {
+  /** A write through `via` commits only when a quorum of the Raft voters is alive. */
+  const commits = async (via: string, name: string) => {
     try {
-      await lab.clients('h1').control.updateNode({
-        node: 'h1',
+      await lab.clients(via).control.updateNode({
+        node: via,
         version: 0,
         availability: undefined,
         role: undefined,
@@ -43,6 +44,15 @@ describe('promote and demote a node of a 1-manager cluster', () => {
       return false;
     }
   };
+  const leaderSeenBy = async (via: string) => {
+    try {
+      return (await lab.clients(via).diag.diagnose({ probeTimeoutMs: 200 })).managers?.raftLeaderNodeId ?? '';
+    } catch {
+      return '';
+    }
+  };
+  const nodeIdOf = async (h: string) =>
+    (await lab.clients(h).diag.diagnose({ probeTimeoutMs: 200 })).node?.nodeId ?? '';
 
   before(async () => {
     await lab.up(2);
@@ -74,7 +84,7 @@ describe('promote and demote a node of a 1-manager cluster', () => {
       async () => (await linearizableNodes('h2')) === 2,
       45_000,
     );
-    // A leader change while the new voter catches up puts nodes in the UNKNOWN grace for a moment.
+    // The newcomer catches up as a learner: no leader change, so no UNKNOWN grace to wait out.
     await lab.waitUntil(
       'both nodes ready as managers, seen through h2',
       async () => JSON.stringify(await lab.readyNodes('h2')) === JSON.stringify(['h1 manager', 'h2 manager']),
@@ -84,19 +94,36 @@ describe('promote and demote a node of a 1-manager cluster', () => {
     assert.notEqual(await lab.token('h2', 'manager'), '');
   });
 
-  test('demote: the node leaves Raft and stops its manager role; h1 alone commits again (1 voter)', async () => {
-    const demoted = lab.meshctl('h1', 'node', 'demote', 'h2');
+  test('demote the leader of a 2-manager cluster: it hands leadership over, leaves Raft, and h2 alone commits', async () => {
+    const h1 = await nodeIdOf('h1');
+    await lab.waitUntil('h1 leads', async () => (await leaderSeenBy('h2')) === h1, 30_000);
+    const demoted = lab.meshctl('h2', 'node', 'demote', 'h1');
     assert.equal(demoted.status, 0, demoted.stderr);
-    // The daemon says worker only once its manager role stopped, after the leader took it out of the voters.
-    await lab.waitUntil('h2 stopped its manager role', async () => runningRole('h2') === 'worker', 45_000);
-    // With h2's Raft stopped, a commit through h1 proves h2 is no longer a voter.
-    assert.equal(await h1Commits('after-demote'), true);
+    // The daemon says worker only once its manager role stopped, after the new leader took it out of Raft.
+    await lab.waitUntil('h1 stopped its manager role', async () => runningRole('h1') === 'worker', 45_000);
+    // With h1's Raft stopped, a commit through h2 proves h1 is no longer a voter (2 voters would need it).
+    await lab.waitUntil('a commit through h2 alone', () => commits('h2', 'after-leader-demote'), 30_000);
+    assert.equal(await leaderSeenBy('h2'), await nodeIdOf('h2'));
     await lab.waitUntil(
-      'h2 ready as a worker again',
-      async () => (await lab.readyNodes('h1')).includes('h2 worker'),
+      'h1 ready as a worker',
+      async () => (await lab.readyNodes('h2')).includes('h1 worker'),
       30_000,
     );
-    const last = lab.meshctl('h1', 'node', 'demote', 'h1');
+  });
+
+  test('a demoted node promoted again rejoins as a learner and becomes a voter; demoting it again (a follower) leaves h2 alone', async () => {
+    const promoted = lab.meshctl('h2', 'node', 'promote', 'h1');
+    assert.equal(promoted.status, 0, promoted.stderr);
+    await lab.waitUntil(
+      'h1 answers a ReadIndex read as a Raft member',
+      async () => (await linearizableNodes('h1')) === 2,
+      45_000,
+    );
+    const demoted = lab.meshctl('h2', 'node', 'demote', 'h1');
+    assert.equal(demoted.status, 0, demoted.stderr);
+    await lab.waitUntil('h1 stopped its manager role', async () => runningRole('h1') === 'worker', 45_000);
+    assert.equal(await commits('h2', 'after-follower-demote'), true);
+    const last = lab.meshctl('h2', 'node', 'demote', 'h2');
     assert.equal(last.status, 1);
     assert.match(last.stderr.trim(), /^meshctl: [^\n]*last manager[^\n]*$/);
   });

@@ -56,6 +56,10 @@ describe('ManagerNode membership', () => {
       (err) => err instanceof MeshError && err.code === 'NOT_LEADER',
     );
     await founder.addManager('j2', m2.members().j2!);
+    // The founder comes from the log's first entries: a joiner that missed it would think itself alone.
+    await waitFor('j2 to see both voters', 5000, () =>
+      m2.raft.status().confState.voters.join() === 'f1,j2' ? true : undefined,
+    );
     const m3 = await start('j3', { f1: founderAddress }, false);
     const members = await founder.addManager('j3', m3.members().j3!);
     assert.deepEqual(Object.keys(members).sort(), ['f1', 'j2', 'j3']);
@@ -84,5 +88,32 @@ describe('ManagerNode membership', () => {
     await waitFor(`${other} to leave the voters`, 5000, () =>
       next.raft.status().confState.voters.includes(other) ? undefined : true,
     );
+  });
+
+  it('a demoted leader of 2 voters hands leadership over and stays until removed; the survivor then commits alone', async () => {
+    const a = await start('a1', {}, true);
+    await waitFor('a1 to lead', 5000, () => (a.isLeader() ? true : undefined));
+    const b = await start('b2', { a1: a.members().a1! }, false);
+    await a.addManager('b2', b.members().b2!);
+    assert.deepEqual(a.raft.status().confState.voters, ['a1', 'b2']);
+    // `node demote a1`: its Node object turns worker; only another leader may remove it.
+    await a.proposer.propose(
+      new TransactionBuilder(4000)
+        .create(
+          'node',
+          Node.fromPartial({ meta: { id: 'a1' }, hostname: 'a1', role: NodeRole.NODE_ROLE_WORKER }),
+        )
+        .create(
+          'node',
+          Node.fromPartial({ meta: { id: 'b2' }, hostname: 'b2', role: NodeRole.NODE_ROLE_MANAGER }),
+        )
+        .build(),
+    );
+    assert.equal(await a.leaveRaft(10_000), true, 'a1 left Raft');
+    assert.ok(b.isLeader(), 'b2 took over');
+    assert.deepEqual(b.raft.status().confState.voters, ['b2']);
+    await a.stop({ transferLeadership: false });
+    running.delete('a1');
+    await b.proposer.propose(new TransactionBuilder(5000).create('node', node('w9')).build());
   });
 });

@@ -36,6 +36,25 @@ describe('DiskStorage', () => {
     await again.close();
   });
 
+  it('a new cluster logs its founders as the first committed entries, so a manager that joins later learns them', async () => {
+    const dir = tempDir();
+    const s = await DiskStorage.open(dir, { bootstrap: { voters: ['a'], learners: ['l'] } });
+    assert.equal(s.firstIndex(), 1);
+    const logged = s.entries(1, s.lastIndex() + 1, 0);
+    assert.deepEqual(
+      logged.map((e) => ({ index: e.index, term: e.term, change: decodeConfChange(e.data) })),
+      [
+        { index: 1, term: 1, change: { type: 'addVoter', nodeId: 'a' } },
+        { index: 2, term: 1, change: { type: 'addLearner', nodeId: 'l' } },
+      ],
+    );
+    assert.deepEqual(s.currentHardState(), { term: 1, vote: null, commit: 2 });
+    await s.close();
+    const again = await DiskStorage.open(dir, { bootstrap: { voters: ['a'], learners: ['l'] } });
+    assert.equal(again.lastIndex(), 2, 'bootstrapping is done once');
+    await again.close();
+  });
+
   it('restart reproduces entries, term, vote and commit', async () => {
     const dir = tempDir();
     const s = await DiskStorage.open(dir, { bootstrap: founders });

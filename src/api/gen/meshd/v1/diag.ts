@@ -55,6 +55,11 @@ export interface DiagManagers {
   /** Raft members (node ID -> Raft address) on a manager. */
   raftMembers: { [key: string]: string };
   probes: DiagManagerProbe[];
+  /** This manager's current Raft term (0 on a worker). */
+  raftTerm: number;
+  /** Voters and learners (catching up, not yet voting) of the configuration this manager applied. */
+  raftVoters: string[];
+  raftLearners: string[];
 }
 
 export interface DiagManagers_RaftMembersEntry {
@@ -567,7 +572,15 @@ export const DiagNode: MessageFns<DiagNode> = {
 };
 
 function createBaseDiagManagers(): DiagManagers {
-  return { raftLeaderNodeId: "", thisNodeLeads: false, raftMembers: {}, probes: [] };
+  return {
+    raftLeaderNodeId: "",
+    thisNodeLeads: false,
+    raftMembers: {},
+    probes: [],
+    raftTerm: 0,
+    raftVoters: [],
+    raftLearners: [],
+  };
 }
 
 export const DiagManagers: MessageFns<DiagManagers> = {
@@ -583,6 +596,15 @@ export const DiagManagers: MessageFns<DiagManagers> = {
     });
     for (const v of message.probes) {
       DiagManagerProbe.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.raftTerm !== 0) {
+      writer.uint32(40).uint64(message.raftTerm);
+    }
+    for (const v of message.raftVoters) {
+      writer.uint32(50).string(v!);
+    }
+    for (const v of message.raftLearners) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -633,6 +655,30 @@ export const DiagManagers: MessageFns<DiagManagers> = {
             }
 
             message.probes.push(DiagManagerProbe.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.raftTerm = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.raftVoters.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.raftLearners.push(reader.string());
             continue;
           }
         }
@@ -689,6 +735,21 @@ export const DiagManagers: MessageFns<DiagManagers> = {
       probes: globalThis.Array.isArray(object?.probes)
         ? object.probes.map((e: any) => DiagManagerProbe.fromJSON(e))
         : [],
+      raftTerm: isSet(object.raftTerm)
+        ? globalThis.Number(object.raftTerm)
+        : isSet(object.raft_term)
+        ? globalThis.Number(object.raft_term)
+        : 0,
+      raftVoters: globalThis.Array.isArray(object?.raftVoters)
+        ? object.raftVoters.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.raft_voters)
+        ? object.raft_voters.map((e: any) => globalThis.String(e))
+        : [],
+      raftLearners: globalThis.Array.isArray(object?.raftLearners)
+        ? object.raftLearners.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.raft_learners)
+        ? object.raft_learners.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -712,6 +773,15 @@ export const DiagManagers: MessageFns<DiagManagers> = {
     if (message.probes?.length) {
       obj.probes = message.probes.map((e) => DiagManagerProbe.toJSON(e));
     }
+    if (message.raftTerm !== 0) {
+      obj.raftTerm = Math.round(message.raftTerm);
+    }
+    if (message.raftVoters?.length) {
+      obj.raftVoters = message.raftVoters;
+    }
+    if (message.raftLearners?.length) {
+      obj.raftLearners = message.raftLearners;
+    }
     return obj;
   },
 
@@ -732,6 +802,9 @@ export const DiagManagers: MessageFns<DiagManagers> = {
       {},
     );
     message.probes = object.probes?.map((e) => DiagManagerProbe.fromPartial(e)) || [];
+    message.raftTerm = object.raftTerm ?? 0;
+    message.raftVoters = object.raftVoters?.map((e) => e) || [];
+    message.raftLearners = object.raftLearners?.map((e) => e) || [];
     return message;
   },
 };
