@@ -200,6 +200,18 @@ describe('meshd init + run (one manager on loopback) driven by meshctl', () => {
       assert.equal(ls.code, 0, ls.err);
       assert.match(ls.out, /\bweb\b/);
     } finally {
+      // Demoted first: a stopped voter of two would leave m1 without a quorum,
+      // and m1's own stop (its tasks' drain needs the managers) would wait that out.
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+        if (/\bm2\s+ready\b/.test((await meshctl(cfg.socketPath, 'node', 'ls')).out)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const demoted = await meshctl(cfg.socketPath, 'node', 'demote', node.nodeId);
+      assert.equal(demoted.code, 0, demoted.err);
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+        if (Object.keys(daemon?.manager?.members() ?? {}).length === 1) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
       await m2.stop();
     }
   });
