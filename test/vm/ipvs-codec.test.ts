@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { IpvsDestination, IpvsService, IpvsServiceKey } from '../../dataplane/netlink/ipvs/types.js';
 import { serviceKeyText } from '../../dataplane/netlink/ipvs/types.js';
-import { VmLab } from '../../scripts/vmlab/lab.js';
+import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestStep } from './guest/driver.js';
 import { ok, runGuestSteps } from './helpers.js';
 import {
@@ -18,7 +18,7 @@ import {
 // checked against ipvsadm's own reading of the same kernel state.
 let lab: VmLab;
 before(async () => {
-  lab = await VmLab.up(1, { name: 'mdvcodec' });
+  lab = await VmLab.up(1, { name: labName('mdvcodec') });
 });
 after(async () => {
   await lab?.down();

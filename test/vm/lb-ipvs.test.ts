@@ -10,7 +10,7 @@ import {
   type LbVirtualService,
   virtualServiceKey,
 } from '../../dataplane/lb/types.js';
-import { VmLab } from '../../scripts/vmlab/lab.js';
+import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestStep } from './guest/driver.js';
 import { bundleForGuest, ok, runGuestSteps } from './helpers.js';
 import { parseIpvsadmList, parseTimeouts } from './ipvsadm.js';
@@ -26,7 +26,7 @@ let lab: VmLab;
 let dir: string;
 
 before(async () => {
-  lab = await VmLab.up(3, { name: 'mdvlb' });
+  lab = await VmLab.up(3, { name: labName('mdvlb') });
   dir = join(ROOT, '.state', `mdvlb-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });

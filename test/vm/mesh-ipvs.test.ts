@@ -8,12 +8,12 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { VmLab } from '../../scripts/vmlab/lab.js';
+import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 import { MESH_SCENARIOS } from '../lib/mesh-scenarios.js';
 import { bundleForGuest } from './helpers.js';
 import { VmMesh } from './mesh-vm.js';
 
-const LAB = 'mdvi1';
+const LAB = labName('mdvi1');
 const ROOT = new URL('../..', import.meta.url).pathname;
 let mesh: VmMesh | undefined;
 

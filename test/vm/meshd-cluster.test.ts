@@ -15,12 +15,12 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ExecResult, type LabVm, VmLab } from '../../scripts/vmlab/lab.js';
+import { type ExecResult, type LabVm, labName, VmLab } from '../../scripts/vmlab/lab.js';
 import { MeshError } from '../../src/common/errors.js';
 import { bundleProgram } from './helpers.js';
 import { type ParsedService, parseIpvsadmList } from './ipvsadm.js';
 
-const LAB = 'mdve1';
+const LAB = labName('mdve1');
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const TASK = join(ROOT, 'test/vm/guest/web-task.sh');
 /** meshd logs (host side); kept after the run for a look, replaced by the next run. */
