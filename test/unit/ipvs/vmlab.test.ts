@@ -53,6 +53,9 @@ describe('vmlab', () => {
     assert.equal(labName('mdvi1', '4'), 'mdvi14');
     assert.equal(labName('mdvcodec', '4'), 'mdvcodec4');
     assert.throws(() => labName('mdvi1', 'X-'), /MESHD_VMLAB_TAG must be 0..2 of \[a-z0-9\]/);
-    assert.throws(() => labName('mdvcodecxy', '4'), (err: unknown) => err instanceof ValidationError);
+    assert.throws(
+      () => labName('mdvcodecxy', '4'),
+      (err: unknown) => err instanceof ValidationError,
+    );
   });
 });
