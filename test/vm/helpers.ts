@@ -89,6 +89,17 @@ export async function bundleProgram(entry: string, name: string): Promise<string
   return outfile;
 }
 
+const STARTED_MS = Date.now();
+
+/**
+ * With MESHD_VM_TIMING=1, prints how far into the file a setup step ended
+ * (VM boot, bundles, guest start, convergence): where the tier's minutes go.
+ */
+export function phase(what: string): void {
+  if (process.env['MESHD_VM_TIMING'] !== '1') return;
+  process.stderr.write(`[vm-timing] ${((Date.now() - STARTED_MS) / 1000).toFixed(1)} s: ${what}\n`);
+}
+
 let driverPath: string | undefined;
 
 /** Runs `steps` in one node process on `vm` and returns one result per step. */

@@ -12,7 +12,7 @@ import {
 } from '../../dataplane/lb/types.js';
 import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestStep } from './guest/driver.js';
-import { bundleForGuest, ok, runGuestSteps } from './helpers.js';
+import { bundleForGuest, ok, phase, runGuestSteps } from './helpers.js';
 import { parseIpvsadmList, parseTimeouts } from './ipvsadm.js';
 
 // Three VMs: vm1 is the director (the IPVS backend runs there) and hosts one
@@ -27,6 +27,7 @@ let dir: string;
 
 before(async () => {
   lab = await VmLab.up(3, { name: labName('mdvlb') });
+  phase('lab up');
   dir = join(ROOT, '.state', `mdvlb-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -41,6 +42,7 @@ before(async () => {
     serve('vm2', '10.77.0.12'),
     lab.run('vm3', `ip route replace 10.96.0.0/24 via 10.77.0.11`),
   ]);
+  phase('peers listening');
 });
 
 after(async () => {

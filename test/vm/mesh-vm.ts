@@ -22,7 +22,7 @@ import { MeshError, ValidationError } from '../../src/common/errors.js';
 import type { MeshDriver } from '../lib/mesh-scenarios.js';
 import { MESH_TASKS, type MeshHost, meshDesiredState, TASK_PORT } from '../lib/mesh-topology.js';
 import type { MeshNodeCommand, MeshNodeReply } from './guest/mesh-node.js';
-import { bundleForGuest } from './helpers.js';
+import { bundleForGuest, phase } from './helpers.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const FIXTURES = join(ROOT, 'test/integration/dataplane/fixtures');
@@ -56,7 +56,10 @@ export class VmMesh implements MeshDriver {
   /** Boots the lab, starts a mesh node on every VM, applies every host's state and starts the tasks. */
   static async up(labName: string, hostPrefix: string): Promise<VmMesh> {
     const [lab, node, ipvsHelper, netnsHelper] = await Promise.all([
-      VmLab.up(HOST_COUNT, { name: labName, memoryMib: GUEST_MEMORY_MIB }),
+      VmLab.up(HOST_COUNT, { name: labName, memoryMib: GUEST_MEMORY_MIB }).then((lab) => {
+        phase('lab up');
+        return lab;
+      }),
       bundleForGuest(join(ROOT, 'test/vm/guest/mesh-node.ts'), 'mesh-node'),
       bundleForGuest(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper'),
       bundleForGuest(join(ROOT, 'dataplane/netns/helper-main.ts'), 'netns-helper'),
@@ -82,10 +85,13 @@ export class VmMesh implements MeshDriver {
           (JSON.parse(readFileSync(ready, 'utf8')) as { lbBackend: LbBackendSelection }).lbBackend,
         );
       }
+      phase('mesh nodes ready');
       await mesh.applyAll();
+      phase('first apply on every VM');
       await Promise.all(
         MESH_TASKS.filter((t) => t.service !== null).map((t) => mesh.startTask(t.id, t.host)),
       );
+      phase('tasks listening');
     } catch (err) {
       await mesh.down();
       throw err;
