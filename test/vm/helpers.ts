@@ -109,7 +109,7 @@ export async function runGuestSteps(
   steps: GuestStep[],
   timeoutMs = 120_000,
 ): Promise<GuestResult[]> {
-  driverPath ??= await bundleForGuest(join(ROOT, 'test/vm/guest/driver.ts'), 'driver');
+  driverPath ??= await bundleProgram(join(ROOT, 'test/vm/guest/driver.ts'), 'driver');
   const input = JSON.stringify(steps).replace(/'/g, `'\\''`);
   const out = await lab.run(
     vm,

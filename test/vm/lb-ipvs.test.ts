@@ -12,7 +12,7 @@ import {
 } from '../../dataplane/lb/types.js';
 import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestStep } from './guest/driver.js';
-import { bundleForGuest, ok, phase, runGuestSteps } from './helpers.js';
+import { bundleProgram, ok, phase, runGuestSteps } from './helpers.js';
 import { parseIpvsadmList, parseTimeouts } from './ipvsadm.js';
 
 // Three VMs: vm1 is the director (the IPVS backend runs there) and hosts one
@@ -210,7 +210,7 @@ it('a published port answers on the node address through a fwmark service, and r
 });
 
 it('a network scope in its own namespace is programmed there through the IPVS helper, and reads back without changes', async () => {
-  const helper = await bundleForGuest(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper');
+  const helper = await bundleProgram(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper');
   await lab.run('vm1', 'ip netns delete mdvn1 2>/dev/null; ip netns add mdvn1 && ip -n mdvn1 link set lo up');
   try {
     const svc: LbVirtualService = {

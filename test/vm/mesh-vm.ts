@@ -22,7 +22,7 @@ import { MeshError, ValidationError } from '../../src/common/errors.js';
 import type { MeshDriver } from '../lib/mesh-scenarios.js';
 import { MESH_TASKS, type MeshHost, meshDesiredState, TASK_PORT } from '../lib/mesh-topology.js';
 import type { MeshNodeCommand, MeshNodeReply } from './guest/mesh-node.js';
-import { bundleForGuest, phase } from './helpers.js';
+import { bundleProgram, phase } from './helpers.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const FIXTURES = join(ROOT, 'test/integration/dataplane/fixtures');
@@ -60,9 +60,9 @@ export class VmMesh implements MeshDriver {
         phase('lab up');
         return lab;
       }),
-      bundleForGuest(join(ROOT, 'test/vm/guest/mesh-node.ts'), 'mesh-node'),
-      bundleForGuest(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper'),
-      bundleForGuest(join(ROOT, 'dataplane/netns/helper-main.ts'), 'netns-helper'),
+      bundleProgram(join(ROOT, 'test/vm/guest/mesh-node.ts'), 'mesh-node'),
+      bundleProgram(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper'),
+      bundleProgram(join(ROOT, 'dataplane/netns/helper-main.ts'), 'netns-helper'),
     ]);
     const dir = join(ROOT, '.state', `${labName}-${process.pid}`);
     const mesh = new VmMesh(lab, dir, hostPrefix);

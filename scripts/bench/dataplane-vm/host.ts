@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { bundleForGuest } from '../../../test/vm/helpers.js';
+import { bundleProgram } from '../../../test/vm/helpers.js';
 import { labName, VmLab } from '../../vmlab/lab.js';
 import type { BenchContext } from '../types.js';
 import type { BackendName, ProgrammingResult, PublishSpec } from './guest.js';
@@ -260,7 +260,7 @@ async function measureProgramming(
 }
 
 export function bundleGuest(): Promise<string> {
-  return bundleForGuest(join(new URL('.', import.meta.url).pathname, 'guest.ts'), 'dataplane-vm');
+  return bundleProgram(join(new URL('.', import.meta.url).pathname, 'guest.ts'), 'dataplane-vm');
 }
 
 export async function runVmBench(outer: BenchContext, opts: VmBenchOptions): Promise<void> {
