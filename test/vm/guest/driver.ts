@@ -13,6 +13,7 @@ import { emptyLbState, type LbScope, type LbVirtualService, scopeKey } from '../
 import { IpvsClient } from '../../../dataplane/netlink/ipvs/client.js';
 import type {
   IpvsDestination,
+  IpvsRequest,
   IpvsService,
   IpvsServiceKey,
   IpvsTimeouts,
@@ -47,6 +48,8 @@ export type GuestStep =
   | { step: 'listServices' }
   | { step: 'listDestinations'; key: IpvsServiceKey }
   | { step: 'getTimeouts' }
+  /** IpvsClient.batch: pipelined requests; the value is the list of refused ones. */
+  | { step: 'batch'; requests: IpvsRequest[] }
   | { step: 'setTimeouts'; timeouts: IpvsTimeouts }
   /** A TCP server on address:port that answers every connection with `reply` then closes. */
   | { step: 'tcpServe'; address: string; port: number; reply: string }
@@ -207,6 +210,8 @@ async function runStep(client: () => Promise<IpvsClient>, s: GuestStep): Promise
       return (await client()).listDestinations(s.key);
     case 'getTimeouts':
       return (await client()).getTimeouts();
+    case 'batch':
+      return (await client()).batch(s.requests);
     case 'setTimeouts':
       return (await client()).setTimeouts(s.timeouts);
     case 'tcpServe': {
