@@ -74,7 +74,7 @@ export class VmMesh implements MeshDriver {
           mkdirSync(vmDir, { recursive: true });
           await lab.run(
             vm.name,
-            `(node ${node} ${vmDir} ${hostPrefix} ${ipvsHelper} ${netnsHelper} > ${vmDir}/log 2>&1 &)`,
+            `(MESHD_VM_TIMING=${process.env['MESHD_VM_TIMING'] ?? ''} node ${node} ${vmDir} ${hostPrefix} ${ipvsHelper} ${netnsHelper} > ${vmDir}/log 2>&1 &)`,
           );
         }),
       );

@@ -129,7 +129,7 @@ export class IpvsLoadBalancer implements LoadBalancer {
     for (const change of changes) {
       const rt = this.runtime(change.service.scope);
       if (!rt.prepared) {
-        for (const [name, value] of Object.entries(LB_SYSCTLS)) await rt.ns.setSysctl(name, value);
+        await rt.ns.setSysctls(LB_SYSCTLS);
         rt.prepared = true;
         kernelOperations += Object.keys(LB_SYSCTLS).length;
       }

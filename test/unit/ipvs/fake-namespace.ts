@@ -26,8 +26,8 @@ export class FakeIpvsNamespace implements IpvsNamespace, IpvsOps {
   async ipvs(): Promise<IpvsOps> {
     return this;
   }
-  async setSysctl(name: string, value: number): Promise<void> {
-    this.sysctls.set(name, value);
+  async setSysctls(values: Readonly<Record<string, number>>): Promise<void> {
+    for (const [name, value] of Object.entries(values)) this.sysctls.set(name, value);
   }
   async syncNetfilter(spec: ScopeNetfilter): Promise<void> {
     this.netfilterSyncs++;
