@@ -33,10 +33,12 @@ const run = promisify(execFile);
 export const IPVS_UNAVAILABLE = 'IPVS_UNAVAILABLE';
 const REQUEST_TIMEOUT_MS = 5_000;
 /**
- * Requests in flight at once in a batch. Bounded because every ACK waits in
- * the socket's receive buffer until read (the rtnetlink wrapper uses the same).
+ * Requests in flight at once in a batch. Every ACK waits in the socket's
+ * receive buffer until node reads it, and one costs ~1 KB of that buffer
+ * (~208 KB by default): 256 in flight overflowed it (ENOBUFS) while loading
+ * 5k services in an emulated guest.
  */
-export const PIPELINE_DEPTH = 256;
+export const PIPELINE_DEPTH = 64;
 
 export interface OpenIpvsOptions {
   /** Try `modprobe ip_vs` once when the family does not resolve (default true). */
@@ -81,6 +83,10 @@ export class IpvsClient {
   /** Resolves the family by name; throws MeshError IPVS_UNAVAILABLE when the kernel lacks it. */
   static async open(options: OpenIpvsOptions = {}): Promise<IpvsClient> {
     const socket = createGenericNetlink();
+    // A receive error (ENOBUFS when replies overflow the buffer) is emitted as
+    // an event; unheard, it aborts the whole process from inside the addon.
+    // The requests whose replies were lost time out and fail on their own.
+    socket.socket.on('error', () => {});
     try {
       let familyId = await resolveFamily(socket);
       let modprobeNote = '';
