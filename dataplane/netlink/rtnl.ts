@@ -46,8 +46,12 @@ const RT_TABLE_MAIN = 254;
 const RTPROT_STATIC = 4;
 const REQUEST_TIMEOUT_MS = 10_000;
 
-/** Requests in flight at once in a pipelined batch (bounded: the socket buffer holds the ACKs). */
-const PIPELINE_DEPTH = 256;
+/**
+ * Requests in flight at once in a pipelined batch. Bounded: unread ACKs sit in
+ * the socket's receive buffer at ~1 KB each (~208 KB by default); 256 in flight
+ * overflowed it (ENOBUFS) on the IPVS socket in an emulated guest.
+ */
+const PIPELINE_DEPTH = 64;
 
 function withNetnsFd<T>(path: string, fn: (fd: number) => Promise<T>): Promise<T> {
   let fd: number;
@@ -64,7 +68,11 @@ export class Rtnl implements RtnlOps {
 
   /** Opens an rtnetlink socket in this process's network namespace. */
   static open(): Rtnl {
-    return new Rtnl(createRtNetlink());
+    const sock = createRtNetlink();
+    // A receive error (ENOBUFS) is emitted as an event; unheard, it aborts the
+    // process from inside the addon. Requests whose replies were lost time out.
+    sock.socket.on('error', () => {});
+    return new Rtnl(sock);
   }
 
   close(): void {

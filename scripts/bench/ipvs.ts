@@ -4,7 +4,7 @@
 // rules in one process) for N services x M endpoints, and a one-endpoint change
 // against one `ipvsadm -e`. Absolute numbers are TCG-emulated: read the ratios.
 import { ok, runGuestSteps } from '../../test/vm/helpers.js';
-import { VmLab } from '../vmlab/lab.js';
+import { labName, VmLab } from '../vmlab/lab.js';
 import type { Benchmark } from './types.js';
 
 interface ProgrammingTimes {
@@ -28,8 +28,9 @@ const bench: Benchmark = {
         throw new Error(`--services/--endpoints: integers 1..20000 expected, got ${n}`);
       }
     }
-    ctx.log('booting 1 VM (lab mdvbench)...');
-    const lab = await VmLab.up(1, { name: 'mdvbench' });
+    const name = labName('mdvbench');
+    ctx.log(`booting 1 VM (lab ${name})...`);
+    const lab = await VmLab.up(1, { name });
     try {
       for (const services of sizes) {
         ctx.log(`programming ${services} services x ${endpoints} endpoints...`);

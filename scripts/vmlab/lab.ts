@@ -17,7 +17,7 @@ import { ensureKernel } from './kernel.js';
  */
 
 export interface VmLabOptions {
-  /** Lab name: the namespace and the prefix of every link; "mdv" + up to 5 of [a-z0-9]. */
+  /** Lab name: the namespace and the prefix of every link; "mdv" + up to 7 of [a-z0-9]. */
   name?: string;
   /** The checkout shared into guests (default: this repository). */
   checkoutDir?: string;
@@ -48,13 +48,31 @@ function repoRoot(): string {
   return resolve(new URL('../..', import.meta.url).pathname);
 }
 
+// "mdv" + 7 + "t5" (a tap) is 12 characters: link names hold 15.
 function checkName(name: string): void {
-  if (!/^mdv[a-z0-9]{1,5}$/.test(name)) {
+  if (!/^mdv[a-z0-9]{1,7}$/.test(name)) {
     throw new ValidationError(
       'name',
-      `vmlab: lab name must be "mdv" + 1..5 of [a-z0-9] (fits link names), got "${name}"`,
+      `vmlab: lab name must be "mdv" + 1..7 of [a-z0-9] (fits link names), got "${name}"`,
     );
   }
+}
+
+/**
+ * A test's or bench's fixed lab name with MESHD_VMLAB_TAG appended (unset:
+ * unchanged), so runs from two checkouts on one machine never share a lab
+ * namespace or link names: `MESHD_VMLAB_TAG=4` turns `mdvi1` into `mdvi14`.
+ */
+export function labName(base: string, tag = process.env['MESHD_VMLAB_TAG'] ?? ''): string {
+  if (!/^[a-z0-9]{0,2}$/.test(tag)) {
+    throw new ValidationError(
+      'MESHD_VMLAB_TAG',
+      `vmlab: MESHD_VMLAB_TAG must be 0..2 of [a-z0-9] (it ends lab names), got "${tag}"`,
+    );
+  }
+  const name = `${base}${tag}`;
+  checkName(name);
+  return name;
 }
 
 export class VmLab {

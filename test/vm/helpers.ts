@@ -1,6 +1,7 @@
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 import type { VmLab } from '../../scripts/vmlab/lab.js';
@@ -89,27 +90,86 @@ export async function bundleProgram(entry: string, name: string): Promise<string
   return outfile;
 }
 
+const STARTED_MS = Date.now();
+
+/**
+ * With MESHD_VM_TIMING=1, prints how far into the file a setup step ended
+ * (VM boot, bundles, guest start, convergence): where the tier's minutes go.
+ */
+export function phase(what: string): void {
+  if (process.env['MESHD_VM_TIMING'] !== '1') return;
+  process.stderr.write(`[vm-timing] ${((Date.now() - STARTED_MS) / 1000).toFixed(1)} s: ${what}\n`);
+}
+
 let driverPath: string | undefined;
 
-/** Runs `steps` in one node process on `vm` and returns one result per step. */
+interface ServedDriver {
+  dir: string;
+  seq: number;
+  started: Promise<void>;
+}
+
+/** One served driver per lab VM (see guest/driver.ts `serve`), started by the first call. */
+const drivers = new WeakMap<VmLab, Map<string, ServedDriver>>();
+
+function servedDriver(lab: VmLab, vm: string, timeoutMs: number): ServedDriver {
+  let perVm = drivers.get(lab);
+  if (perVm === undefined) {
+    perVm = new Map();
+    drivers.set(lab, perVm);
+  }
+  const known = perVm.get(vm);
+  if (known !== undefined) return known;
+  const dir = join(BUNDLE_DIR, `driver-${lab.name}-${process.pid}`, vm);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  process.once('exit', () => rmSync(dirname(dir), { recursive: true, force: true }));
+  const started = (async () => {
+    driverPath ??= await bundleProgram(join(ROOT, 'test/vm/guest/driver.ts'), 'driver');
+    await lab.run(
+      vm,
+      `(MESHD_TEST=1 setsid node ${driverPath} serve ${dir} > ${dir}/log 2>&1 < /dev/null &)`,
+    );
+    await waitForFile(join(dir, 'ready'), timeoutMs, () => `driver on ${vm} did not start`, dir);
+  })();
+  const driver: ServedDriver = { dir, seq: 0, started };
+  perVm.set(vm, driver);
+  return driver;
+}
+
+async function waitForFile(path: string, timeoutMs: number, what: () => string, dir: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(path)) {
+    if (Date.now() > deadline) {
+      const log = join(dir, 'log');
+      const tail = existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-20).join('\n') : '(no log)';
+      throw new Error(`${what()} within ${timeoutMs} ms; driver log tail:\n${tail}`);
+    }
+    await sleep(50);
+  }
+}
+
+/**
+ * Runs `steps` on `vm` and returns one result per step. The steps run in
+ * the VM's one driver process (started by the first call, kept for the
+ * file: a node start costs ~10 s under emulation on a loaded host), each
+ * list as if in a fresh process.
+ */
 export async function runGuestSteps(
   lab: VmLab,
   vm: string,
   steps: GuestStep[],
   timeoutMs = 120_000,
 ): Promise<GuestResult[]> {
-  driverPath ??= await bundleForGuest(join(ROOT, 'test/vm/guest/driver.ts'), 'driver');
-  const input = JSON.stringify(steps).replace(/'/g, `'\\''`);
-  const out = await lab.run(
-    vm,
-    `printf '%s' '${input}' > /tmp/steps.json && MESHD_TEST=1 node ${driverPath} /tmp/steps.json`,
-    {
-      timeoutMs,
-    },
-  );
-  // The results are the last line; anything before it is logging.
-  const lines = out.trim().split('\n');
-  const results = JSON.parse(lines[lines.length - 1] ?? '[]') as GuestResult[];
+  const driver = servedDriver(lab, vm, timeoutMs);
+  await driver.started;
+  const seq = ++driver.seq;
+  const cmd = join(driver.dir, `cmd-${seq}.json`);
+  writeFileSync(`${cmd}.tmp`, JSON.stringify(steps));
+  renameSync(`${cmd}.tmp`, cmd);
+  const res = join(driver.dir, `res-${seq}.json`);
+  await waitForFile(res, timeoutMs, () => `driver on ${vm}: no results for step list ${seq}`, driver.dir);
+  const results = JSON.parse(readFileSync(res, 'utf8')) as GuestResult[];
   if (results.length !== steps.length)
     throw new Error(`guest returned ${results.length} results for ${steps.length} steps`);
   return results;

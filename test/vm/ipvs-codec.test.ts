@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { IpvsDestination, IpvsService, IpvsServiceKey } from '../../dataplane/netlink/ipvs/types.js';
+import type {
+  IpvsBatchFailure,
+  IpvsDestination,
+  IpvsRequest,
+  IpvsService,
+  IpvsServiceKey,
+} from '../../dataplane/netlink/ipvs/types.js';
 import { serviceKeyText } from '../../dataplane/netlink/ipvs/types.js';
-import { VmLab } from '../../scripts/vmlab/lab.js';
+import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestStep } from './guest/driver.js';
 import { ok, runGuestSteps } from './helpers.js';
 import {
@@ -18,7 +24,7 @@ import {
 // checked against ipvsadm's own reading of the same kernel state.
 let lab: VmLab;
 before(async () => {
-  lab = await VmLab.up(1, { name: 'mdvcodec' });
+  lab = await VmLab.up(1, { name: labName('mdvcodec') });
 });
 after(async () => {
   await lab?.down();
@@ -227,5 +233,40 @@ describe('IPVS codec against ipvsadm in a VM', () => {
     assert.ok((service?.stats?.inBytes ?? 0) > 0);
     assert.deepEqual(counters(service?.stats), parsed?.numbers);
     assert.deepEqual(counters(destination?.stats), parsed?.destinations[0]?.numbers);
+  });
+
+  it('a pipelined batch (more requests than are in flight at once) creates each service before its destinations and reports a refused request by its index', async () => {
+    const count = 300;
+    const key = (i: number): IpvsServiceKey => ({
+      kind: 'inet',
+      protocol: 'tcp',
+      address: `10.2.${i >> 8}.${i & 255}`,
+      port: 80,
+    });
+    const requests: IpvsRequest[] = [];
+    for (let i = 0; i < count; i++) {
+      requests.push({ op: 'addService', service: svc(key(i)) });
+      for (const d of ['10.77.0.11', '10.77.0.12', '10.77.0.13'])
+        requests.push({ op: 'addDestination', key: key(i), dest: dest(d, 8080) });
+    }
+    const duplicateAt = 2 * 4 * 100;
+    requests.splice(duplicateAt, 0, { op: 'addService', service: svc(key(10)) });
+    const results = await runGuestSteps(lab, 'vm1', [
+      { step: 'flush' },
+      { step: 'batch', requests },
+      { step: 'sh', cmd: 'ipvsadm -Ln' },
+      { step: 'flush' },
+    ]);
+    const failures = ok<IpvsBatchFailure[]>(results[1], 'batch');
+    assert.deepEqual(
+      failures.map((f) => [f.index, f.code]),
+      [[duplicateAt, 'IPVS_EEXIST']],
+    );
+    const listed = parseIpvsadmList(ok<{ stdout: string }>(results[2], 'ipvsadm').stdout);
+    assert.equal(listed.length, count);
+    assert.ok(
+      listed.every((s) => s.destinations.length === 3),
+      'every service has its 3 destinations',
+    );
   });
 });

@@ -10,9 +10,9 @@ import {
   type LbVirtualService,
   virtualServiceKey,
 } from '../../dataplane/lb/types.js';
-import { VmLab } from '../../scripts/vmlab/lab.js';
+import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 import type { GuestStep } from './guest/driver.js';
-import { bundleForGuest, ok, runGuestSteps } from './helpers.js';
+import { bundleProgram, ok, phase, runGuestSteps } from './helpers.js';
 import { parseIpvsadmList, parseTimeouts } from './ipvsadm.js';
 
 // Three VMs: vm1 is the director (the IPVS backend runs there) and hosts one
@@ -26,7 +26,8 @@ let lab: VmLab;
 let dir: string;
 
 before(async () => {
-  lab = await VmLab.up(3, { name: 'mdvlb' });
+  lab = await VmLab.up(3, { name: labName('mdvlb') });
+  phase('lab up');
   dir = join(ROOT, '.state', `mdvlb-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -41,6 +42,7 @@ before(async () => {
     serve('vm2', '10.77.0.12'),
     lab.run('vm3', `ip route replace 10.96.0.0/24 via 10.77.0.11`),
   ]);
+  phase('peers listening');
 });
 
 after(async () => {
@@ -208,7 +210,7 @@ it('a published port answers on the node address through a fwmark service, and r
 });
 
 it('a network scope in its own namespace is programmed there through the IPVS helper, and reads back without changes', async () => {
-  const helper = await bundleForGuest(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper');
+  const helper = await bundleProgram(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper');
   await lab.run('vm1', 'ip netns delete mdvn1 2>/dev/null; ip netns add mdvn1 && ip -n mdvn1 link set lo up');
   try {
     const svc: LbVirtualService = {

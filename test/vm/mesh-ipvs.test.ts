@@ -8,12 +8,12 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { VmLab } from '../../scripts/vmlab/lab.js';
+import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 import { MESH_SCENARIOS } from '../lib/mesh-scenarios.js';
-import { bundleForGuest } from './helpers.js';
+import { bundleProgram } from './helpers.js';
 import { VmMesh } from './mesh-vm.js';
 
-const LAB = 'mdvi1';
+const LAB = labName('mdvi1');
 const ROOT = new URL('../..', import.meta.url).pathname;
 let mesh: VmMesh | undefined;
 
@@ -33,7 +33,7 @@ describe('issue 6 scenarios on IPVS across 3 VMs (issue 7 acceptance)', { timeou
         backend: 'ipvs',
         reason: 'auto: the IPVS generic-netlink family resolved',
       });
-    const meshd = await bundleForGuest(join(ROOT, 'test/vm/guest/meshd-dataplane.ts'), 'meshd-dataplane');
+    const meshd = await bundleProgram(join(ROOT, 'test/vm/guest/meshd-dataplane.ts'), 'meshd-dataplane');
     const out = await mesh.bash(
       3,
       `node ${meshd} dataplane dump --netns-prefix mdi- --state-dir /tmp/mdi-state`,

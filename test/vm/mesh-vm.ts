@@ -22,7 +22,7 @@ import { MeshError, ValidationError } from '../../src/common/errors.js';
 import type { MeshDriver } from '../lib/mesh-scenarios.js';
 import { MESH_TASKS, type MeshHost, meshDesiredState, TASK_PORT } from '../lib/mesh-topology.js';
 import type { MeshNodeCommand, MeshNodeReply } from './guest/mesh-node.js';
-import { bundleForGuest } from './helpers.js';
+import { bundleProgram, phase } from './helpers.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const FIXTURES = join(ROOT, 'test/integration/dataplane/fixtures');
@@ -56,10 +56,13 @@ export class VmMesh implements MeshDriver {
   /** Boots the lab, starts a mesh node on every VM, applies every host's state and starts the tasks. */
   static async up(labName: string, hostPrefix: string): Promise<VmMesh> {
     const [lab, node, ipvsHelper, netnsHelper] = await Promise.all([
-      VmLab.up(HOST_COUNT, { name: labName, memoryMib: GUEST_MEMORY_MIB }),
-      bundleForGuest(join(ROOT, 'test/vm/guest/mesh-node.ts'), 'mesh-node'),
-      bundleForGuest(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper'),
-      bundleForGuest(join(ROOT, 'dataplane/netns/helper-main.ts'), 'netns-helper'),
+      VmLab.up(HOST_COUNT, { name: labName, memoryMib: GUEST_MEMORY_MIB }).then((lab) => {
+        phase('lab up');
+        return lab;
+      }),
+      bundleProgram(join(ROOT, 'test/vm/guest/mesh-node.ts'), 'mesh-node'),
+      bundleProgram(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper'),
+      bundleProgram(join(ROOT, 'dataplane/netns/helper-main.ts'), 'netns-helper'),
     ]);
     const dir = join(ROOT, '.state', `${labName}-${process.pid}`);
     const mesh = new VmMesh(lab, dir, hostPrefix);
@@ -71,7 +74,7 @@ export class VmMesh implements MeshDriver {
           mkdirSync(vmDir, { recursive: true });
           await lab.run(
             vm.name,
-            `(node ${node} ${vmDir} ${hostPrefix} ${ipvsHelper} ${netnsHelper} > ${vmDir}/log 2>&1 &)`,
+            `(MESHD_VM_TIMING=${process.env['MESHD_VM_TIMING'] ?? ''} node ${node} ${vmDir} ${hostPrefix} ${ipvsHelper} ${netnsHelper} > ${vmDir}/log 2>&1 &)`,
           );
         }),
       );
@@ -82,10 +85,13 @@ export class VmMesh implements MeshDriver {
           (JSON.parse(readFileSync(ready, 'utf8')) as { lbBackend: LbBackendSelection }).lbBackend,
         );
       }
+      phase('mesh nodes ready');
       await mesh.applyAll();
+      phase('first apply on every VM');
       await Promise.all(
         MESH_TASKS.filter((t) => t.service !== null).map((t) => mesh.startTask(t.id, t.host)),
       );
+      phase('tasks listening');
     } catch (err) {
       await mesh.down();
       throw err;

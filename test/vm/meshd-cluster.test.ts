@@ -15,12 +15,12 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ExecResult, type LabVm, VmLab } from '../../scripts/vmlab/lab.js';
+import { type ExecResult, type LabVm, labName, VmLab } from '../../scripts/vmlab/lab.js';
 import { MeshError } from '../../src/common/errors.js';
-import { bundleProgram } from './helpers.js';
+import { bundleProgram, phase } from './helpers.js';
 import { type ParsedService, parseIpvsadmList } from './ipvsadm.js';
 
-const LAB = 'mdve1';
+const LAB = labName('mdve1');
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const TASK = join(ROOT, 'test/vm/guest/web-task.sh');
 /** meshd logs (host side); kept after the run for a look, replaced by the next run. */
@@ -107,11 +107,14 @@ describe('meshd on three VMs with the IPVS backend', () => {
       bundleProgram(join(ROOT, 'dataplane/lb/ipvs/helper-main.ts'), 'ipvs-helper'),
     ]);
     lab = await VmLab.up(3, { name: LAB, memoryMib: 768 });
+    phase('lab up');
     vms = lab.vms as [LabVm, LabVm, LabVm];
     [bin.meshd, bin.meshctl, bin.netnsHelper, bin.ipvsHelper] = await bundles;
+    phase('bundles built');
     const [vm1, vm2, vm3] = vms;
 
     await lab.run(vm1.name, `node ${bin.meshd} init ${flags(vm1)}`, { timeoutMs: 120_000 });
+    phase('vm1 init');
     await startDaemon(vm1);
     const token = await poll(
       'vm1 to serve a worker join token',
@@ -121,6 +124,7 @@ describe('meshd on three VMs with the IPVS backend', () => {
       },
       120_000,
     );
+    phase('vm1 serves a join token');
     // One at a time, retried: under emulation a join's TLS handshake with a
     // busy vm1 can pass the CA client's 10 s deadline, and a failed join writes nothing.
     for (const vm of [vm2, vm3]) {
@@ -136,6 +140,7 @@ describe('meshd on three VMs with the IPVS backend', () => {
         },
         180_000,
       );
+      phase(`${vm.name} joined`);
       await startDaemon(vm);
     }
     await poll(
@@ -147,6 +152,7 @@ describe('meshd on three VMs with the IPVS backend', () => {
       },
       180_000,
     );
+    phase('three ready nodes');
   });
 
   after(async () => {

@@ -3,9 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, it } from 'node:test';
-import { VmLab } from '../../scripts/vmlab/lab.js';
+import { labName, VmLab } from '../../scripts/vmlab/lab.js';
 
-const NAME = 'mdvkill';
+const NAME = labName('mdvkill');
 let lab: VmLab | undefined;
 after(async () => {
   await (lab ?? VmLab.attach({ name: NAME })).down();

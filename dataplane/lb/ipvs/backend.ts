@@ -1,6 +1,7 @@
 import type { Clock } from '../../../src/common/clock.js';
+import { MeshError } from '../../../src/common/errors.js';
 import { subsystemLogger } from '../../../src/common/logger.js';
-import type { IpvsDestination } from '../../netlink/ipvs/types.js';
+import type { IpvsDestination, IpvsRequest } from '../../netlink/ipvs/types.js';
 import { sortBackends } from '../model.js';
 import { planLbChanges } from '../plan.js';
 import {
@@ -16,14 +17,16 @@ import {
   scopeKey,
 } from '../types.js';
 import { type DrainTracker, destinationId, drainVerdict, startDrain } from './drain.js';
-import type { IpvsNamespace, ScopeNetfilter } from './namespace.js';
+import type { IpvsNamespace } from './namespace.js';
+import { LB_SYSCTLS } from './sysctls.js';
 import {
   DEFAULT_DRAIN_TIMEOUT_MS,
   fromIpvs,
   type IpvsServiceOptions,
   ipvsKeyOf,
   markToPublishedPort,
-  publishedPortMark,
+  netfilterSpecOf,
+  sameTimeouts,
   scopeTimeouts,
   toIpvsDestinations,
   toIpvsService,
@@ -38,30 +41,7 @@ export interface IpvsLoadBalancerOptions {
   clock: Clock;
 }
 
-/**
- * The sysctls set in every scope namespace before its first service, each
- * for a reason:
- * - net.ipv4.ip_forward=1: a masqueraded reply from a remote endpoint is
- *   un-SNATed to the client's address and must be forwarded (without it the
- *   SYN-ACK died on the director in the VM lab).
- * - vs.conntrack=1: keep conntrack entries for IPVS connections, or the SNAT
- *   in postrouting never sees them (replies from remote endpoints went astray).
- * - vs.conn_reuse_mode=1: a new connection reusing a source port is scheduled
- *   afresh (so it avoids weight-0 destinations); the 1 s stall this caused
- *   with conntrack=1 was fixed in Linux 5.9.
- * - vs.expire_nodest_conn=1: packets of a connection whose destination was
- *   removed expire it at once instead of being dropped until the timeout
- *   (the stale-entry blackhole of moby#36878).
- * - vs.expire_quiescent_template=1: persistence templates to a weight-0
- *   destination expire, so draining really moves persistent clients away.
- */
-export const LB_SYSCTLS: Readonly<Record<string, number>> = {
-  'net.ipv4.ip_forward': 1,
-  'net.ipv4.vs.conntrack': 1,
-  'net.ipv4.vs.conn_reuse_mode': 1,
-  'net.ipv4.vs.expire_nodest_conn': 1,
-  'net.ipv4.vs.expire_quiescent_template': 1,
-};
+export { LB_SYSCTLS };
 
 const log = subsystemLogger('lb-ipvs');
 
@@ -70,6 +50,16 @@ interface ScopeRuntime {
   netns: string | null;
   ns: IpvsNamespace;
   prepared: boolean;
+}
+
+/** What one apply does in one namespace: IPVS requests sent as one batch, then the rest. */
+interface NamespaceWork {
+  rt: ScopeRuntime;
+  requests: IpvsRequest[];
+  /** Removed UDP destinations, flushed from conntrack once the batch has removed them. */
+  udpFlushes: { serviceKey: string; address: string; port: number }[];
+  /** A service came, went, or changed its SNAT: the netfilter table and VIP addresses follow. */
+  netfilterChanged: boolean;
 }
 
 /**
@@ -95,11 +85,16 @@ export class IpvsLoadBalancer implements LoadBalancer {
   private readonly kernelSchedulers = new Map<string, string>();
   /** The desired model last applied, for the netfilter/address state of each scope. */
   private readonly programmed = new Map<string, LbVirtualService>();
+  /** The same services by the namespace that holds them (null: this process's). */
+  private readonly programmedIn = new Map<string | null, Map<string, LbVirtualService>>();
+  /** Some service's timeouts changed since the last apply: every namespace re-checks its own. */
+  private timeoutsChanged = false;
 
   constructor(private readonly config: IpvsLoadBalancerOptions) {}
 
   /** Per-service options (scheduler, timeouts, drain) from the desired state; see ipvsOptionsFromDesired. */
   setServiceOptions(options: Map<string, IpvsServiceOptions>): void {
+    if (!sameTimeouts(this.options, options)) this.timeoutsChanged = true;
     this.options = options;
   }
 
@@ -130,92 +125,135 @@ export class IpvsLoadBalancer implements LoadBalancer {
 
   async apply(changes: readonly LbChange[]): Promise<LbApplyResult> {
     let kernelOperations = 0;
-    const touchedScopes = new Map<string, ScopeRuntime>();
+    const work = new Map<string | null, NamespaceWork>();
     for (const change of changes) {
       const rt = this.runtime(change.service.scope);
-      touchedScopes.set(scopeKey(rt.scope), rt);
       if (!rt.prepared) {
-        for (const [name, value] of Object.entries(LB_SYSCTLS)) await rt.ns.setSysctl(name, value);
+        await rt.ns.setSysctls(LB_SYSCTLS);
         rt.prepared = true;
         kernelOperations += Object.keys(LB_SYSCTLS).length;
       }
-      kernelOperations += await this.applyChange(rt, change);
+      let w = work.get(rt.netns);
+      if (w === undefined) {
+        w = { rt, requests: [], udpFlushes: [], netfilterChanged: false };
+        work.set(rt.netns, w);
+      }
+      this.planChange(change, w);
     }
-    const namespaces = new Map([...touchedScopes.values()].map((rt) => [rt.netns, rt]));
-    for (const rt of namespaces.values()) kernelOperations += await this.syncScope(rt);
+    if (this.timeoutsChanged) {
+      for (const rt of this.scopes.values()) {
+        if (!work.has(rt.netns) && this.programmedIn.has(rt.netns))
+          work.set(rt.netns, { rt, requests: [], udpFlushes: [], netfilterChanged: false });
+      }
+    }
+    const failures: string[] = [];
+    let requested = 0;
+    for (const w of work.values()) {
+      if (w.requests.length > 0) {
+        const ipvs = await w.rt.ns.ipvs();
+        for (const f of await ipvs.batch(w.requests)) failures.push(`${f.code}: ${f.message}`);
+        requested += w.requests.length;
+        kernelOperations += w.requests.length;
+      }
+      for (const f of w.udpFlushes)
+        kernelOperations += await this.flushUdp(w.rt, f.serviceKey, f.address, f.port);
+      // A change that leaves every service's address, port and SNAT as they were
+      // (an endpoint added, removed or reweighted) touches neither the netfilter
+      // table nor the VIP addresses: rendering them costs O(services) per change
+      // (849 ms at 5k services in the emulated VM lab before this).
+      if (w.netfilterChanged) kernelOperations += await this.syncNetfilter(w.rt);
+      if (w.netfilterChanged || this.timeoutsChanged) kernelOperations += await this.syncTimeouts(w.rt);
+    }
+    this.timeoutsChanged = false;
+    if (failures.length > 0) {
+      throw new MeshError(
+        'IPVS_APPLY_FAILED',
+        `IPVS: ${failures.length} of ${requested} requests failed (the next sync retries them); first: ${failures[0]}`,
+        { details: { failures: failures.slice(0, 20) } },
+      );
+    }
     return { kernelOperations };
   }
 
-  private async applyChange(rt: ScopeRuntime, change: LbChange): Promise<number> {
-    const ipvs = await rt.ns.ipvs();
+  /** The IPVS requests of one change, appended to its namespace's work; bookkeeping updated as if they succeed. */
+  private planChange(change: LbChange, w: NamespaceWork): void {
     const service = change.service;
     const key = ipvsKeyOf(service);
-    let ops = 0;
     switch (change.type) {
       case 'add-service': {
         const svc = toIpvsService(service, this.options.get(service.key));
-        await ipvs.addService(svc);
+        w.requests.push({ op: 'addService', service: svc });
         this.kernelSchedulers.set(service.key, svc.scheduler);
-        ops++;
         for (const dest of toIpvsDestinations(service)) {
           this.retired.delete(destinationId(service.key, dest.address, dest.port));
-          await ipvs.addDestination(key, dest);
+          w.requests.push({ op: 'addDestination', key, dest });
           if (dest.weight === 0) this.trackDrain(service, dest);
-          ops++;
         }
-        this.programmed.set(service.key, service);
-        return ops;
+        this.setProgrammed(w.rt.netns, service);
+        w.netfilterChanged = true;
+        return;
       }
       case 'remove-service': {
-        await ipvs.deleteService(key);
-        ops++;
-        for (const b of change.service.backends)
-          ops += await this.forgetDestination(rt, service, b.address, b.port);
+        w.requests.push({ op: 'deleteService', key });
+        for (const b of change.service.backends) this.forgetDestination(w, service, b.address, b.port);
         this.kernelSchedulers.delete(service.key);
-        this.programmed.delete(service.key);
-        return ops;
+        this.setProgrammed(w.rt.netns, service, false);
+        w.netfilterChanged = true;
+        return;
       }
       case 'update-service': {
         const oldKey = ipvsKeyOf(change.previous);
         if (JSON.stringify(oldKey) !== JSON.stringify(key)) {
           // A published port that gains or loses SNAT changes its mark, hence its IPVS service.
-          const removed = await this.applyChange(rt, { type: 'remove-service', service: change.previous });
-          return removed + (await this.applyChange(rt, { type: 'add-service', service }));
+          this.planChange({ type: 'remove-service', service: change.previous }, w);
+          this.planChange({ type: 'add-service', service }, w);
+          return;
         }
+        if (change.previous.snatAddress !== service.snatAddress) w.netfilterChanged = true;
         const svc = toIpvsService(service, this.options.get(service.key));
         if (this.kernelSchedulers.get(service.key) !== svc.scheduler) {
-          await ipvs.updateService(svc);
+          w.requests.push({ op: 'updateService', service: svc });
           this.kernelSchedulers.set(service.key, svc.scheduler);
-          ops++;
         }
         const before = new Map(change.previous.backends.map((b) => [`${b.address}:${b.port}`, b]));
-        const after = toIpvsDestinations(service);
-        for (const dest of after) {
+        for (const dest of toIpvsDestinations(service)) {
           const id = destinationId(service.key, dest.address, dest.port);
           const old = before.get(`${dest.address}:${dest.port}`);
           before.delete(`${dest.address}:${dest.port}`);
           if (old !== undefined && old.weight === dest.weight) continue;
           if (old === undefined || this.retired.has(id)) {
             this.retired.delete(id);
-            await ipvs.addDestination(key, dest);
+            w.requests.push({ op: 'addDestination', key, dest });
           } else {
-            await ipvs.updateDestination(key, dest);
+            w.requests.push({ op: 'updateDestination', key, dest });
           }
-          ops++;
           if (dest.weight === 0) this.trackDrain(service, dest);
           else this.draining.delete(id);
         }
         for (const gone of before.values()) {
           const id = destinationId(service.key, gone.address, gone.port);
-          if (!this.retired.has(id)) {
-            await ipvs.deleteDestination(key, gone.address, gone.port);
-            ops++;
-          }
-          ops += await this.forgetDestination(rt, service, gone.address, gone.port);
+          if (!this.retired.has(id))
+            w.requests.push({ op: 'deleteDestination', key, address: gone.address, port: gone.port });
+          this.forgetDestination(w, service, gone.address, gone.port);
         }
-        this.programmed.set(service.key, service);
-        return ops;
+        this.setProgrammed(w.rt.netns, service);
+        return;
       }
+    }
+  }
+
+  private setProgrammed(netns: string | null, service: LbVirtualService, present = true): void {
+    let inNetns = this.programmedIn.get(netns);
+    if (inNetns === undefined) {
+      inNetns = new Map();
+      this.programmedIn.set(netns, inNetns);
+    }
+    if (present) {
+      this.programmed.set(service.key, service);
+      inNetns.set(service.key, service);
+    } else {
+      this.programmed.delete(service.key);
+      inNetns.delete(service.key);
     }
   }
 
@@ -231,44 +269,43 @@ export class IpvsLoadBalancer implements LoadBalancer {
     });
   }
 
-  /** A destination left the kernel: stop tracking it, flush its UDP conntrack entries. */
-  private async forgetDestination(
-    rt: ScopeRuntime,
+  /** A destination leaves the kernel: stop tracking it; a UDP one gets its conntrack entries flushed after the batch. */
+  private forgetDestination(
+    w: NamespaceWork,
     service: LbVirtualService,
     address: string,
     port: number,
-  ): Promise<number> {
+  ): void {
     const id = destinationId(service.key, address, port);
     this.draining.delete(id);
     this.retired.delete(id);
-    if (service.protocol !== 'udp') return 0;
+    if (service.protocol === 'udp') w.udpFlushes.push({ serviceKey: service.key, address, port });
+  }
+
+  private async flushUdp(
+    rt: ScopeRuntime,
+    serviceKey: string,
+    address: string,
+    port: number,
+  ): Promise<number> {
     const flushed = await rt.ns.flushUdpConntrack(address, port);
-    log.debug({ service: service.key, address, port, flushed }, 'flushed UDP conntrack entries');
+    log.debug({ service: serviceKey, address, port, flushed }, 'flushed UDP conntrack entries');
     return 1;
   }
 
-  /** Netfilter + VIP addresses + timeouts of a scope, from what is programmed there now. */
-  private async syncScope(rt: ScopeRuntime): Promise<number> {
+  /** Netfilter table + VIP addresses of a namespace, from what is programmed there now. */
+  private async syncNetfilter(rt: ScopeRuntime): Promise<number> {
     // Per namespace, not per scope: two scopes may share one (the VM tests put
-    // every scope in the VM's own namespace), and one table and one set of
-    // timeouts must then serve both.
-    const services = [...this.programmed.values()].filter((s) => this.runtime(s.scope).netns === rt.netns);
-    const spec: ScopeNetfilter = {
-      snatAddress: services.find((s) => s.snatAddress !== null)?.snatAddress ?? null,
-      vips: services
-        .filter((s) => s.address !== ANY_LOCAL_ADDRESS)
-        .map((s) => ({ protocol: s.protocol, address: s.address, port: s.port })),
-      published: services
-        .filter((s) => s.address === ANY_LOCAL_ADDRESS)
-        .map((s) => ({
-          protocol: s.protocol,
-          port: s.port,
-          mark: publishedPortMark(s.protocol, s.port, s.snatAddress !== null),
-        })),
-    };
-    await rt.ns.syncNetfilter(spec);
-    const wanted = scopeTimeouts(services.flatMap((s) => this.options.get(s.key) ?? []));
-    if (wanted.tcpS + wanted.tcpFinS + wanted.udpS === 0) return 1;
+    // every scope in the VM's own namespace), and one table must then serve both.
+    await rt.ns.syncNetfilter(netfilterSpecOf([...(this.programmedIn.get(rt.netns)?.values() ?? [])]));
+    return 1;
+  }
+
+  /** IPVS idle timeouts of a namespace: the largest any of its services asked for (0 = leave the kernel's). */
+  private async syncTimeouts(rt: ScopeRuntime): Promise<number> {
+    const services = this.programmedIn.get(rt.netns)?.values() ?? [];
+    const wanted = scopeTimeouts([...services].flatMap((s) => this.options.get(s.key) ?? []));
+    if (wanted.tcpS + wanted.tcpFinS + wanted.udpS === 0) return 0;
     const ipvs = await rt.ns.ipvs();
     const have = await ipvs.getTimeouts();
     if (
@@ -316,7 +353,8 @@ export class IpvsLoadBalancer implements LoadBalancer {
         }
         if (dest !== undefined && drainVerdict(t, dest.activeConns ?? 0, now) === 'keep') continue;
         if (dest !== undefined) await ipvs.deleteDestination(key, t.address, t.port);
-        await this.forgetDestination(rt, service, t.address, t.port);
+        this.draining.delete(id);
+        if (service.protocol === 'udp') await this.flushUdp(rt, service.key, t.address, t.port);
         this.retired.set(id, { serviceKey: service.key, address: t.address, port: t.port });
         removed++;
         log.info({ service: service.key, address: t.address, port: t.port }, 'drained destination removed');

@@ -7,6 +7,7 @@
  */
 import { errorMessage } from '../../../src/common/errors.js';
 import { IpvsClient } from '../../netlink/ipvs/client.js';
+import { Rtnl } from '../../netlink/rtnl.js';
 import { IPVS_HELPER_METHODS, type IpvsHelperReply, type IpvsHelperRequest } from './helper-protocol.js';
 
 let client: Promise<IpvsClient> | undefined;
@@ -15,6 +16,14 @@ async function handle(req: IpvsHelperRequest): Promise<IpvsHelperReply> {
   try {
     if (!(IPVS_HELPER_METHODS as readonly string[]).includes(req.method)) {
       throw new Error(`unknown IPVS method ${JSON.stringify(req.method)}`);
+    }
+    if (req.method === 'addresses') {
+      const rtnl = Rtnl.open();
+      try {
+        return { id: req.id, ok: true, result: await rtnl.addrs() };
+      } finally {
+        rtnl.close();
+      }
     }
     client ??= IpvsClient.open();
     const c = await client;

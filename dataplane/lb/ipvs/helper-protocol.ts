@@ -10,6 +10,9 @@ export const IPVS_HELPER_METHODS = [
   'deleteDestination',
   'getTimeouts',
   'setTimeouts',
+  'batch',
+  /** Not IPVS: the namespace's IPv4 addresses (rtnetlink dump), for the VIP link. */
+  'addresses',
 ] as const;
 
 export type IpvsHelperMethod = (typeof IPVS_HELPER_METHODS)[number];

@@ -5,6 +5,8 @@ import { promisify } from 'node:util';
 import { MeshError } from '../../../src/common/errors.js';
 import { IpvsClient } from '../../netlink/ipvs/client.js';
 import type { IpvsDestination, IpvsService, IpvsServiceKey, IpvsTimeouts } from '../../netlink/ipvs/types.js';
+import { Rtnl } from '../../netlink/rtnl.js';
+import type { AddrInfo } from '../../netlink/types.js';
 import { NETNS_RUN_DIR } from '../../netns/netns.js';
 import type { LbProtocol } from '../types.js';
 import { IpvsHelper } from './helper.js';
@@ -25,6 +27,7 @@ export type IpvsOps = Pick<
   | 'deleteDestination'
   | 'getTimeouts'
   | 'setTimeouts'
+  | 'batch'
 >;
 
 /** What one scope's network namespace must hold besides IPVS objects. */
@@ -40,8 +43,8 @@ export interface ScopeNetfilter {
 /** Kernel access for one scope namespace; the backend's only I/O. */
 export interface IpvsNamespace {
   ipvs(): Promise<IpvsOps>;
-  /** Writes a sysctl of this namespace (full name, e.g. net.ipv4.vs.conntrack). */
-  setSysctl(name: string, value: number): Promise<void>;
+  /** Writes sysctls of this namespace (full names, e.g. net.ipv4.vs.conntrack), in one process. */
+  setSysctls(values: Readonly<Record<string, number>>): Promise<void>;
   /** Makes exactly this netfilter/address state current (idempotent). */
   syncNetfilter(spec: ScopeNetfilter): Promise<void>;
   /** Deletes UDP conntrack entries whose reply comes from address:port; returns how many. */
@@ -63,10 +66,15 @@ export const VIP_LINK = 'mdipvs0';
 const COMMAND_TIMEOUT_MS = 120_000;
 export const NFT_TABLE = 'meshd_ipvs';
 
+const vipElement = (v: ScopeNetfilter['vips'][number]): string => `${v.address} . ${v.protocol} . ${v.port}`;
+const markElement = (p: ScopeNetfilter['published'][number]): string =>
+  `${p.protocol} . ${p.port} : ${p.mark}`;
+const markKey = (p: ScopeNetfilter['published'][number]): string => `${p.protocol} . ${p.port}`;
+
 /** The nft script for a scope: one table, replaced whole (it holds a few rules and two sets). */
 export function renderNetfilter(spec: ScopeNetfilter): string {
-  const vipElems = spec.vips.map((v) => `${v.address} . ${v.protocol} . ${v.port}`);
-  const markElems = spec.published.map((p) => `${p.protocol} . ${p.port} : ${p.mark}`);
+  const vipElems = spec.vips.map(vipElement);
+  const markElems = spec.published.map(markElement);
   const lines = [
     `table ip ${NFT_TABLE} {}`,
     `delete table ip ${NFT_TABLE}`,
@@ -95,6 +103,34 @@ export function renderNetfilter(spec: ScopeNetfilter): string {
 }
 
 /**
+ * The nft script that turns the table of `from` into that of `to` by set
+ * elements alone; undefined when the chains differ (the SNAT address), "" when
+ * nothing differs. A port whose mark changes is deleted, then added.
+ */
+export function renderNetfilterDelta(from: ScopeNetfilter, to: ScopeNetfilter): string | undefined {
+  if (from.snatAddress !== to.snatAddress) return undefined;
+  const lines: string[] = [];
+  const diff = (before: string[], after: string[]): { added: string[]; removed: string[] } => {
+    const b = new Set(before);
+    const a = new Set(after);
+    return { added: after.filter((e) => !b.has(e)), removed: before.filter((e) => !a.has(e)) };
+  };
+  const vips = diff(from.vips.map(vipElement), to.vips.map(vipElement));
+  const marks = diff(from.published.map(markElement), to.published.map(markElement));
+  const markKeyOf = new Map([...from.published, ...to.published].map((p) => [markElement(p), markKey(p)]));
+  if (vips.removed.length > 0)
+    lines.push(`delete element ip ${NFT_TABLE} vips { ${vips.removed.join(', ')} }`);
+  if (marks.removed.length > 0) {
+    const keys = marks.removed.map((e) => markKeyOf.get(e) ?? e);
+    lines.push(`delete element ip ${NFT_TABLE} port_marks { ${keys.join(', ')} }`);
+  }
+  if (vips.added.length > 0) lines.push(`add element ip ${NFT_TABLE} vips { ${vips.added.join(', ')} }`);
+  if (marks.added.length > 0)
+    lines.push(`add element ip ${NFT_TABLE} port_marks { ${marks.added.join(', ')} }`);
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+/**
  * One network namespace: the current one (`netns` null) or a named one, where
  * commands run through `ip netns exec` and IPVS requests through a helper
  * process (a netlink socket acts in the namespace it was opened in).
@@ -105,8 +141,12 @@ export class LocalIpvsNamespace implements IpvsNamespace {
   /** Which namespace (device:inode of its /run/netns file) the helper was started in. */
   private helperNetnsId: string | undefined;
   private vipsOnLink = new Set<string>();
+  /** `ip link add` of the VIP link ran (it may have existed already: EEXIST is ignored). */
+  private vipLinkMade = false;
   /** The script (which names every VIP) the last successful syncNetfilter made current. */
   private lastScript: string | undefined;
+  /** The spec of that script. */
+  private lastSpec: ScopeNetfilter | undefined;
 
   /**
    * `netns` null = this process's namespace (netlink in-process); a name =
@@ -164,34 +204,74 @@ export class LocalIpvsNamespace implements IpvsNamespace {
     }
   }
 
-  async setSysctl(name: string, value: number): Promise<void> {
-    await this.cmd('sysctl', ['-q', '-w', `${name}=${value}`]);
+  async setSysctls(values: Readonly<Record<string, number>>): Promise<void> {
+    // One process for all: each costs ~1 s in an emulated VM on a loaded host.
+    const args = Object.entries(values).map(([name, value]) => `${name}=${value}`);
+    if (args.length > 0) await this.cmd('sysctl', ['-q', '-w', ...args]);
   }
 
   async syncNetfilter(spec: ScopeNetfilter): Promise<void> {
-    // Every apply ends here, so without this a one-endpoint change (one netlink
-    // message) also rewrote a table of N VIPs and listed N addresses: O(N) per
-    // change, 2-4 processes (bench dataplane --vm). Unchanged spec, nothing to do.
+    // Unchanged spec, nothing to do; a spec that differs from the last one only
+    // in its sets' elements is one small transaction of adds and deletes, not
+    // the whole table again (5k VIP elements re-rendered for every new service).
     const script = renderNetfilter(spec);
     if (script === this.lastScript) return;
+    const delta = this.lastSpec === undefined ? undefined : renderNetfilterDelta(this.lastSpec, spec);
     this.lastScript = undefined;
-    await this.cmd('nft', ['-f', '-'], script);
+    this.lastSpec = undefined;
+    if (delta === undefined) await this.cmd('nft', ['-f', '-'], script);
+    else if (delta !== '') {
+      // The table may have been changed by hand: a failed delta falls back to the whole table.
+      await this.cmd('nft', ['-f', '-'], delta).catch(() => this.cmd('nft', ['-f', '-'], script));
+    }
     const want = new Set(spec.vips.map((v) => v.address));
     if (want.size > 0 || this.vipsOnLink.size > 0) {
-      await this.cmd('ip', ['link', 'add', VIP_LINK, 'type', 'dummy']).catch(() => '');
-      await this.cmd('ip', ['link', 'set', VIP_LINK, 'up']);
-      const current = await this.cmd('ip', ['-4', '-o', 'addr', 'show', 'dev', VIP_LINK]);
-      const have = new Set([...current.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\/32/g)].map((m) => m[1] ?? ''));
+      if (!this.vipLinkMade) {
+        await this.cmd('ip', ['link', 'add', VIP_LINK, 'type', 'dummy']).catch(() => '');
+        this.vipLinkMade = true;
+      }
+      const have = await this.vipLinkAddresses();
       const batch = [
+        `link set ${VIP_LINK} up`,
         ...[...want].filter((a) => !have.has(a)).map((a) => `addr add ${a}/32 dev ${VIP_LINK}`),
         ...[...have].filter((a) => !want.has(a)).map((a) => `addr del ${a}/32 dev ${VIP_LINK}`),
       ];
       // One `ip -batch` process, not one per address: a process costs ~60 ms under
-      // the VM lab's emulation, which made 5k VIPs take 5 minutes.
-      if (batch.length > 0) await this.cmd('ip', ['-batch', '-'], `${batch.join('\n')}\n`);
+      // the VM lab's emulation (~1 s on a loaded host), which made 5k VIPs take 5 minutes.
+      try {
+        await this.cmd('ip', ['-batch', '-'], `${batch.join('\n')}\n`);
+      } catch (err) {
+        // The link may have been deleted by hand: make it again next time.
+        this.vipLinkMade = false;
+        throw err;
+      }
       this.vipsOnLink = want;
     }
     this.lastScript = script;
+    this.lastSpec = spec;
+  }
+
+  /**
+   * The /32 addresses on the VIP link, read by an rtnetlink dump (in the
+   * helper for a named namespace): `ip addr show` output went past execFile's
+   * 1 MB cap above ~10k VIPs.
+   */
+  private async vipLinkAddresses(): Promise<Set<string>> {
+    let addrs: AddrInfo[];
+    if (this.netns === null) {
+      const rtnl = Rtnl.open();
+      try {
+        addrs = await rtnl.addrs();
+      } finally {
+        rtnl.close();
+      }
+    } else {
+      await this.ipvs();
+      const helper = await this.helper;
+      if (helper === undefined) throw new MeshError('IPVS_HELPER', `no IPVS helper in "${this.netns}"`);
+      addrs = await helper.addresses();
+    }
+    return new Set(addrs.filter((a) => a.ifname === VIP_LINK && a.prefixLength === 32).map((a) => a.address));
   }
 
   async readSnatAddress(): Promise<string | null> {

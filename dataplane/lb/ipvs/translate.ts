@@ -14,6 +14,7 @@ import {
   type LbVirtualService,
   virtualServiceKey,
 } from '../types.js';
+import type { ScopeNetfilter } from './namespace.js';
 
 /**
  * The LB model <-> IPVS objects (pure).
@@ -206,4 +207,40 @@ export function scopeTimeouts(options: Iterable<IpvsServiceOptions>): {
     out.udpS = Math.max(out.udpS, o.udpTimeoutS);
   }
   return out;
+}
+
+/** Whether two option maps ask for the same idle timeouts, service by service. */
+export function sameTimeouts(
+  a: Map<string, IpvsServiceOptions>,
+  b: Map<string, IpvsServiceOptions>,
+): boolean {
+  if (a.size !== b.size) return false;
+  for (const [key, o] of a) {
+    const p = b.get(key);
+    if (
+      p === undefined ||
+      p.tcpTimeoutS !== o.tcpTimeoutS ||
+      p.tcpFinTimeoutS !== o.tcpFinTimeoutS ||
+      p.udpTimeoutS !== o.udpTimeoutS
+    )
+      return false;
+  }
+  return true;
+}
+
+/** What a namespace's netfilter table and VIP link must hold for these services. */
+export function netfilterSpecOf(services: readonly LbVirtualService[]): ScopeNetfilter {
+  return {
+    snatAddress: services.find((s) => s.snatAddress !== null)?.snatAddress ?? null,
+    vips: services
+      .filter((s) => s.address !== ANY_LOCAL_ADDRESS)
+      .map((s) => ({ protocol: s.protocol, address: s.address, port: s.port })),
+    published: services
+      .filter((s) => s.address === ANY_LOCAL_ADDRESS)
+      .map((s) => ({
+        protocol: s.protocol,
+        port: s.port,
+        mark: publishedPortMark(s.protocol, s.port, s.snatAddress !== null),
+      })),
+  };
 }

@@ -14,8 +14,16 @@ import {
   encodeTimeouts,
 } from './codec.js';
 import { IPVS_GENL_NAME, IPVS_GENL_VERSION, IpvsCmd } from './constants.js';
-import type { IpvsDestination, IpvsInfo, IpvsService, IpvsServiceKey, IpvsTimeouts } from './types.js';
-import { serviceKeyText } from './types.js';
+import type {
+  IpvsBatchFailure,
+  IpvsDestination,
+  IpvsInfo,
+  IpvsRequest,
+  IpvsService,
+  IpvsServiceKey,
+  IpvsTimeouts,
+} from './types.js';
+import { requestText, serviceKeyText } from './types.js';
 
 // No execa and no logger here: this module also runs inside lab VMs, where
 // loading them costs seconds under emulation. Failures surface as errors.
@@ -24,6 +32,13 @@ const run = promisify(execFile);
 /** Raised when this kernel (or network namespace) has no IPVS; backend selection catches it. */
 export const IPVS_UNAVAILABLE = 'IPVS_UNAVAILABLE';
 const REQUEST_TIMEOUT_MS = 5_000;
+/**
+ * Requests in flight at once in a batch. Every ACK waits in the socket's
+ * receive buffer until node reads it, and one costs ~1 KB of that buffer
+ * (~208 KB by default): 256 in flight overflowed it (ENOBUFS) while loading
+ * 5k services in an emulated guest.
+ */
+export const PIPELINE_DEPTH = 64;
 
 export interface OpenIpvsOptions {
   /** Try `modprobe ip_vs` once when the family does not resolve (default true). */
@@ -55,8 +70,9 @@ async function resolveFamily(socket: GenericNetlinkSocket): Promise<number | und
 
 /**
  * The IPVS generic-netlink family of the network namespace this process
- * runs in (netlink sockets act where they were opened). One request at a
- * time per message; IPVS changes are one message per service or destination.
+ * runs in (netlink sockets act where they were opened). IPVS changes are
+ * one message per service or destination; `batch` pipelines many. Dumps go
+ * one at a time (the package groups multipart replies by arrival).
  */
 export class IpvsClient {
   private constructor(
@@ -67,6 +83,10 @@ export class IpvsClient {
   /** Resolves the family by name; throws MeshError IPVS_UNAVAILABLE when the kernel lacks it. */
   static async open(options: OpenIpvsOptions = {}): Promise<IpvsClient> {
     const socket = createGenericNetlink();
+    // A receive error (ENOBUFS when replies overflow the buffer) is emitted as
+    // an event; unheard, it aborts the whole process from inside the addon.
+    // The requests whose replies were lost time out and fail on their own.
+    socket.socket.on('error', () => {});
     try {
       let familyId = await resolveFamily(socket);
       let modprobeNote = '';
@@ -135,34 +155,60 @@ export class IpvsClient {
   }
 
   async addService(service: IpvsService): Promise<void> {
-    await this.request(IpvsCmd.NEW_SERVICE, [encodeService(service)], `add ${serviceKeyText(service.key)}`);
+    await this.send({ op: 'addService', service });
   }
 
   async updateService(service: IpvsService): Promise<void> {
-    await this.request(
-      IpvsCmd.SET_SERVICE,
-      [encodeService(service)],
-      `update ${serviceKeyText(service.key)}`,
-    );
+    await this.send({ op: 'updateService', service });
   }
 
   async deleteService(key: IpvsServiceKey): Promise<void> {
-    await this.request(IpvsCmd.DEL_SERVICE, [encodeServiceKey(key)], `delete ${serviceKeyText(key)}`);
+    await this.send({ op: 'deleteService', key });
   }
 
   async addDestination(key: IpvsServiceKey, dest: IpvsDestination): Promise<void> {
-    const what = `add ${dest.address}:${dest.port} to ${serviceKeyText(key)}`;
-    await this.request(IpvsCmd.NEW_DEST, [encodeServiceKey(key), encodeDestination(dest)], what);
+    await this.send({ op: 'addDestination', key, dest });
   }
 
   async updateDestination(key: IpvsServiceKey, dest: IpvsDestination): Promise<void> {
-    const what = `update ${dest.address}:${dest.port} in ${serviceKeyText(key)}`;
-    await this.request(IpvsCmd.SET_DEST, [encodeServiceKey(key), encodeDestination(dest)], what);
+    await this.send({ op: 'updateDestination', key, dest });
   }
 
   async deleteDestination(key: IpvsServiceKey, address: string, port: number): Promise<void> {
-    const what = `delete ${address}:${port} from ${serviceKeyText(key)}`;
-    await this.request(IpvsCmd.DEL_DEST, [encodeServiceKey(key), encodeDestinationKey(address, port)], what);
+    await this.send({ op: 'deleteDestination', key, address, port });
+  }
+
+  private send(req: IpvsRequest): Promise<Buffer[]> {
+    const [cmd, payload] = encodeRequest(req);
+    return this.request(cmd, payload, requestText(req));
+  }
+
+  /**
+   * Sends every request, up to PIPELINE_DEPTH in flight, in order: the
+   * native socket writes its queue in order and the kernel handles each
+   * message inside its sendmsg, so a service is created before the
+   * destinations that follow it. A full load then costs about one round trip
+   * per PIPELINE_DEPTH objects instead of one per object. Every request is
+   * tried; the ones refused are returned (empty: all applied).
+   */
+  async batch(requests: readonly IpvsRequest[]): Promise<IpvsBatchFailure[]> {
+    const failures: IpvsBatchFailure[] = [];
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < requests.length) {
+        const index = next++;
+        const req = requests[index] as IpvsRequest;
+        try {
+          await this.send(req);
+        } catch (err) {
+          const code = err instanceof MeshError ? err.code : 'IPVS_REQUEST_FAILED';
+          failures.push({ index, code, message: err instanceof Error ? err.message : String(err) });
+        }
+      }
+    };
+    const lanes = Math.min(PIPELINE_DEPTH, requests.length);
+    await Promise.all(Array.from({ length: lanes }, lane));
+    return failures.sort((a, b) => a.index - b.index);
   }
 
   async getTimeouts(): Promise<IpvsTimeouts> {
@@ -178,5 +224,27 @@ export class IpvsClient {
   /** Deletes every service and destination (ipvsadm -C). */
   async flush(): Promise<void> {
     await this.request(IpvsCmd.FLUSH, [], 'flush');
+  }
+}
+
+/** The command and payload of one change (encoders validate every field). */
+export function encodeRequest(req: IpvsRequest): [number, Buffer[]] {
+  switch (req.op) {
+    case 'addService':
+      return [IpvsCmd.NEW_SERVICE, [encodeService(req.service)]];
+    case 'updateService':
+      return [IpvsCmd.SET_SERVICE, [encodeService(req.service)]];
+    case 'deleteService':
+      return [IpvsCmd.DEL_SERVICE, [encodeServiceKey(req.key)]];
+    case 'addDestination':
+      return [IpvsCmd.NEW_DEST, [encodeServiceKey(req.key), encodeDestination(req.dest)]];
+    case 'updateDestination':
+      return [IpvsCmd.SET_DEST, [encodeServiceKey(req.key), encodeDestination(req.dest)]];
+    case 'deleteDestination':
+      return [IpvsCmd.DEL_DEST, [encodeServiceKey(req.key), encodeDestinationKey(req.address, req.port)]];
+    default: {
+      const never: never = req;
+      throw new MeshError('IPVS_BAD_REQUEST', `unknown IPVS request ${JSON.stringify(never)}`);
+    }
   }
 }

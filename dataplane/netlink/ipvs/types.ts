@@ -75,3 +75,42 @@ export interface IpvsInfo {
 export function serviceKeyText(key: IpvsServiceKey): string {
   return key.kind === 'fwmark' ? `fwmark ${key.fwmark}` : `${key.protocol} ${key.address}:${key.port}`;
 }
+
+/** One IPVS change, as `IpvsClient.batch` sends it (the client's one-object methods, as data). */
+export type IpvsRequest =
+  | { op: 'addService'; service: IpvsService }
+  | { op: 'updateService'; service: IpvsService }
+  | { op: 'deleteService'; key: IpvsServiceKey }
+  | { op: 'addDestination'; key: IpvsServiceKey; dest: IpvsDestination }
+  | { op: 'updateDestination'; key: IpvsServiceKey; dest: IpvsDestination }
+  | { op: 'deleteDestination'; key: IpvsServiceKey; address: string; port: number };
+
+/** A request of a batch that the kernel (or the encoder) refused. */
+export interface IpvsBatchFailure {
+  /** Index of the request in the batch. */
+  index: number;
+  /** MeshError code, e.g. IPVS_EEXIST. */
+  code: string;
+  message: string;
+}
+
+export function requestText(req: IpvsRequest): string {
+  switch (req.op) {
+    case 'addService':
+      return `add ${serviceKeyText(req.service.key)}`;
+    case 'updateService':
+      return `update ${serviceKeyText(req.service.key)}`;
+    case 'deleteService':
+      return `delete ${serviceKeyText(req.key)}`;
+    case 'addDestination':
+      return `add ${req.dest.address}:${req.dest.port} to ${serviceKeyText(req.key)}`;
+    case 'updateDestination':
+      return `update ${req.dest.address}:${req.dest.port} in ${serviceKeyText(req.key)}`;
+    case 'deleteDestination':
+      return `delete ${req.address}:${req.port} from ${serviceKeyText(req.key)}`;
+    default: {
+      const never: never = req;
+      throw new Error(`unknown IPVS request ${JSON.stringify(never)}`);
+    }
+  }
+}

@@ -1,4 +1,4 @@
-// Runs inside a lab VM, bundled by the host (test/vm/helpers.ts bundleForGuest):
+// Runs inside a lab VM, bundled whole by the host (test/vm/helpers.ts bundleProgram):
 // node starts in seconds under emulation, so each mode does all its work in one process.
 //   node guest.mjs publish JSON                published ports on this VM, IPVS and nftables side by side
 //   node guest.mjs program BACKEND SIZE N [dump]  programming times: SIZE services, N one-endpoint changes

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { bundleForGuest } from '../../../test/vm/helpers.js';
-import { VmLab } from '../../vmlab/lab.js';
+import { bundleProgram } from '../../../test/vm/helpers.js';
+import { labName, VmLab } from '../../vmlab/lab.js';
 import type { BenchContext } from '../types.js';
 import type { BackendName, ProgrammingResult, PublishSpec } from './guest.js';
 
@@ -13,7 +13,7 @@ import type { BackendName, ProgrammingResult, PublishSpec } from './guest.js';
  * See README.md here.
  */
 
-const LAB = 'mdvb1';
+const LAB = labName('mdvb1');
 const HTTP_SERVER = join(new URL('.', import.meta.url).pathname, 'http-server.mjs');
 const DIRECTOR = '10.77.0.11';
 const TASK = '10.77.0.12';
@@ -260,7 +260,7 @@ async function measureProgramming(
 }
 
 export function bundleGuest(): Promise<string> {
-  return bundleForGuest(join(new URL('.', import.meta.url).pathname, 'guest.ts'), 'dataplane-vm');
+  return bundleProgram(join(new URL('.', import.meta.url).pathname, 'guest.ts'), 'dataplane-vm');
 }
 
 export async function runVmBench(outer: BenchContext, opts: VmBenchOptions): Promise<void> {

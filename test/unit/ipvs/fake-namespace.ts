@@ -1,6 +1,8 @@
 import type { IpvsNamespace, IpvsOps, ScopeNetfilter } from '../../../dataplane/lb/ipvs/namespace.js';
 import type {
+  IpvsBatchFailure,
   IpvsDestination,
+  IpvsRequest,
   IpvsService,
   IpvsServiceKey,
   IpvsTimeouts,
@@ -24,10 +26,11 @@ export class FakeIpvsNamespace implements IpvsNamespace, IpvsOps {
   async ipvs(): Promise<IpvsOps> {
     return this;
   }
-  async setSysctl(name: string, value: number): Promise<void> {
-    this.sysctls.set(name, value);
+  async setSysctls(values: Readonly<Record<string, number>>): Promise<void> {
+    for (const [name, value] of Object.entries(values)) this.sysctls.set(name, value);
   }
   async syncNetfilter(spec: ScopeNetfilter): Promise<void> {
+    this.netfilterSyncs++;
     this.netfilter = spec;
   }
   async flushUdpConntrack(address: string, port: number): Promise<number> {
@@ -99,6 +102,26 @@ export class FakeIpvsNamespace implements IpvsNamespace, IpvsOps {
       tcpFinS: t.tcpFinS || this.timeouts.tcpFinS,
       udpS: t.udpS || this.timeouts.udpS,
     };
+  }
+  batches: number[] = [];
+  netfilterSyncs = 0;
+  async batch(requests: readonly IpvsRequest[]): Promise<IpvsBatchFailure[]> {
+    this.batches.push(requests.length);
+    const failures: IpvsBatchFailure[] = [];
+    for (const [index, r] of requests.entries()) {
+      try {
+        if (r.op === 'addService') await this.addService(r.service);
+        else if (r.op === 'updateService') await this.updateService(r.service);
+        else if (r.op === 'deleteService') await this.deleteService(r.key);
+        else if (r.op === 'addDestination') await this.addDestination(r.key, r.dest);
+        else if (r.op === 'updateDestination') await this.updateDestination(r.key, r.dest);
+        else await this.deleteDestination(r.key, r.address, r.port);
+      } catch (err) {
+        const e = err as MeshError;
+        failures.push({ index, code: e.code, message: e.message });
+      }
+    }
+    return failures;
   }
   /** What `ipvsadm -C` does. */
   flushAll(): void {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { moduleLoadOrder } from '../../../scripts/vmlab/kernel.js';
-import { VmLab } from '../../../scripts/vmlab/lab.js';
+import { labName, VmLab } from '../../../scripts/vmlab/lab.js';
 import { ValidationError } from '../../../src/common/errors.js';
 
 // The VM lab itself boots in the vm tier; these are its decisions that need no VM.
@@ -46,5 +46,16 @@ describe('vmlab', () => {
   it('exec on a VM the lab does not have names the VMs it has', () => {
     const lab = VmLab.attach({ name: 'mdvnone' });
     assert.throws(() => lab.vm('vm9'), /no VM "vm9" in lab mdvnone \(have: none: the lab is down\)/);
+  });
+
+  it('MESHD_VMLAB_TAG ends a fixed lab name (unset: unchanged), so two checkouts never share a lab; a bad tag is refused', () => {
+    assert.equal(labName('mdvi1', ''), 'mdvi1');
+    assert.equal(labName('mdvi1', '4'), 'mdvi14');
+    assert.equal(labName('mdvcodec', '4'), 'mdvcodec4');
+    assert.throws(() => labName('mdvi1', 'X-'), /MESHD_VMLAB_TAG must be 0..2 of \[a-z0-9\]/);
+    assert.throws(
+      () => labName('mdvcodecxy', '4'),
+      (err: unknown) => err instanceof ValidationError,
+    );
   });
 });

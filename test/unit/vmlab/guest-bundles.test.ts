@@ -4,10 +4,10 @@
  * bundled here, on the host, the way the VM tier bundles it.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { bundleForGuest } from '../../vm/helpers.js';
+import { bundleForGuest, bundleProgram } from '../../vm/helpers.js';
 
 const ROOT = new URL('../../..', import.meta.url).pathname;
 
@@ -23,6 +23,19 @@ const GUEST_ENTRIES = [
 test('every guest program bundles with its packages external', async () => {
   for (const entry of GUEST_ENTRIES)
     await bundleForGuest(join(ROOT, entry), `unit-${entry.replaceAll('/', '-')}`);
+});
+
+test('every guest program bundles whole (packages inside, netlink outside), as the VM tier starts it, and loads', async () => {
+  for (const entry of GUEST_ENTRIES) {
+    const bundle = await bundleProgram(join(ROOT, entry), `unit-whole-${entry.replaceAll('/', '-')}`);
+    // Loading runs every module's top level; with no arguments the programs stop at their usage check.
+    const run = spawnSync(process.execPath, [bundle], { encoding: 'utf8', timeout: 30_000 });
+    assert.doesNotMatch(
+      run.stderr,
+      /ERR_MODULE_NOT_FOUND|Cannot find (module|package)|is not defined/,
+      entry,
+    );
+  }
 });
 
 test('the guest meshd dataplane CLI loads and answers --help', async () => {

@@ -2,9 +2,13 @@
 // JSON list of steps in one node process, because node starts in ~4 s under
 // emulation, and prints one JSON array of results. Steps never throw: each
 // result is { ok: true, value } or { ok: false, code, message }.
+// `serve DIR` keeps one process for a whole test file (node's start cost
+// ~10 s per call on a loaded host): it runs DIR/cmd-N.json (a step list) and
+// answers DIR/res-N.json, each list as if in a fresh process.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IpvsLoadBalancer } from '../../../dataplane/lb/ipvs/backend.js';
 import { LocalIpvsNamespace } from '../../../dataplane/lb/ipvs/namespace.js';
@@ -13,6 +17,7 @@ import { emptyLbState, type LbScope, type LbVirtualService, scopeKey } from '../
 import { IpvsClient } from '../../../dataplane/netlink/ipvs/client.js';
 import type {
   IpvsDestination,
+  IpvsRequest,
   IpvsService,
   IpvsServiceKey,
   IpvsTimeouts,
@@ -47,6 +52,8 @@ export type GuestStep =
   | { step: 'listServices' }
   | { step: 'listDestinations'; key: IpvsServiceKey }
   | { step: 'getTimeouts' }
+  /** IpvsClient.batch: pipelined requests; the value is the list of refused ones. */
+  | { step: 'batch'; requests: IpvsRequest[] }
   | { step: 'setTimeouts'; timeouts: IpvsTimeouts }
   /** A TCP server on address:port that answers every connection with `reply` then closes. */
   | { step: 'tcpServe'; address: string; port: number; reply: string }
@@ -70,6 +77,8 @@ async function connectOnce(address: string, port: number): Promise<string> {
 
 let lb: IpvsLoadBalancer | undefined;
 let lbScopes: LbScope[] = [];
+/** The namespaces `lb` programs through; a served step list ends by closing them (helpers exit). */
+let lbNamespaces: LocalIpvsNamespace[] = [];
 
 async function lbSync(
   services: LbVirtualService[],
@@ -79,6 +88,7 @@ async function lbSync(
 ): Promise<unknown> {
   const local = new LocalIpvsNamespace(null);
   const named = netns === undefined ? null : new LocalIpvsNamespace(netns, helperCommand);
+  if (lb === undefined) lbNamespaces = named === null ? [local] : [local, named];
   lb ??= new IpvsLoadBalancer({
     namespaceFor: (ns) => (ns === null ? local : (named ?? local)),
     resolveScope: (scope) => (scope.kind === 'network' && netns !== undefined ? netns : null),
@@ -207,6 +217,8 @@ async function runStep(client: () => Promise<IpvsClient>, s: GuestStep): Promise
       return (await client()).listDestinations(s.key);
     case 'getTimeouts':
       return (await client()).getTimeouts();
+    case 'batch':
+      return (await client()).batch(s.requests);
     case 'setTimeouts':
       return (await client()).setTimeouts(s.timeouts);
     case 'tcpServe': {
@@ -223,8 +235,7 @@ async function runStep(client: () => Promise<IpvsClient>, s: GuestStep): Promise
   }
 }
 
-async function main(): Promise<void> {
-  const steps = JSON.parse(readFileSync(process.argv[2] ?? '/dev/stdin', 'utf8')) as GuestStep[];
+async function runSteps(steps: GuestStep[]): Promise<GuestResult[]> {
   let opened: IpvsClient | undefined;
   const client = async (): Promise<IpvsClient> => {
     opened ??= await IpvsClient.open();
@@ -240,7 +251,39 @@ async function main(): Promise<void> {
     }
   }
   opened?.close();
-  process.stdout.write(`${JSON.stringify(results)}\n`);
+  for (const ns of lbNamespaces) ns.close();
+  lb = undefined;
+  lbScopes = [];
+  lbNamespaces = [];
+  return results;
+}
+
+/** A served driver with no command for this long exits: nothing outlives a killed test. */
+const SERVE_IDLE_MS = 15 * 60_000;
+
+async function serve(dir: string): Promise<void> {
+  writeFileSync(join(dir, 'ready'), String(process.pid));
+  for (let seq = 1; ; seq++) {
+    const cmd = join(dir, `cmd-${seq}.json`);
+    const idleUntil = Date.now() + SERVE_IDLE_MS;
+    while (!existsSync(cmd)) {
+      if (Date.now() > idleUntil) return;
+      await sleep(50);
+    }
+    const results = await runSteps(JSON.parse(readFileSync(cmd, 'utf8')) as GuestStep[]);
+    const res = join(dir, `res-${seq}.json`);
+    writeFileSync(`${res}.tmp`, JSON.stringify(results));
+    renameSync(`${res}.tmp`, res);
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.argv[2] === 'serve') {
+    await serve(process.argv[3] ?? '.');
+    process.exit(0);
+  }
+  const steps = JSON.parse(readFileSync(process.argv[2] ?? '/dev/stdin', 'utf8')) as GuestStep[];
+  process.stdout.write(`${JSON.stringify(await runSteps(steps))}\n`);
   process.exit(0);
 }
 

@@ -46,6 +46,7 @@ async function main(): Promise<void> {
     ipvsHelperCommand: [process.execPath, ipvsHelper],
     netnsHelperCommand: [process.execPath, netnsHelper],
   });
+  if (process.env['MESHD_VM_TIMING'] === '1') timePrograms(node.reconciler);
   const run = async (cmd: MeshNodeCommand): Promise<unknown> => {
     switch (cmd.op) {
       case 'apply': {
@@ -89,6 +90,31 @@ async function main(): Promise<void> {
     }
   } finally {
     await node.close();
+  }
+}
+
+/**
+ * MESHD_VM_TIMING=1: each programmer's dump and apply print their duration to
+ * stderr (the node's log), to find where a guest's minutes go.
+ */
+function timePrograms(reconciler: unknown): void {
+  const programmers = (reconciler as { programmers?: Record<string, unknown>[] }).programmers ?? [];
+  for (const p of programmers) {
+    for (const method of ['dump', 'apply'] as const) {
+      const original = p[method];
+      if (typeof original !== 'function') continue;
+      p[method] = async (...args: unknown[]) => {
+        const startedMs = performance.now();
+        try {
+          return await original.apply(p, args);
+        } finally {
+          const ms = (performance.now() - startedMs).toFixed(0);
+          process.stderr.write(
+            `[guest-timing] ${new Date().toISOString()} ${String(p['name'])}.${method} ${ms} ms\n`,
+          );
+        }
+      };
+    }
   }
 }
 
