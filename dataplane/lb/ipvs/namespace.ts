@@ -1,13 +1,11 @@
 import { execFile } from 'node:child_process';
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MeshError } from '../../../src/common/errors.js';
 import { IpvsClient } from '../../netlink/ipvs/client.js';
 import type { IpvsDestination, IpvsService, IpvsServiceKey, IpvsTimeouts } from '../../netlink/ipvs/types.js';
 import { Rtnl } from '../../netlink/rtnl.js';
 import type { AddrInfo } from '../../netlink/types.js';
-import { NETNS_RUN_DIR } from '../../netns/netns.js';
+import { netnsIdentity } from '../../netns/netns.js';
 import type { LbProtocol } from '../types.js';
 import { IpvsHelper } from './helper.js';
 import { SNAT_MARK } from './translate.js';
@@ -187,7 +185,7 @@ export class LocalIpvsNamespace implements IpvsNamespace {
     // recreates one it finds half set up) leaves a helper programming the old,
     // unreachable one, whose dumps then show no drift: seen in the VM lab as a
     // node whose published port never answered. Follow the name.
-    const netnsId = namespaceId(netns);
+    const netnsId = netnsIdentity(netns);
     if (this.helper !== undefined && netnsId !== this.helperNetnsId) {
       void this.helper.then((h) => h.close()).catch(() => {});
       this.helper = undefined;
@@ -311,16 +309,6 @@ export class LocalIpvsNamespace implements IpvsNamespace {
     this.client = undefined;
     void this.helper?.then((h) => h.close()).catch(() => {});
     this.helper = undefined;
-  }
-}
-
-/** device:inode of a named namespace's file, or undefined when there is none. */
-function namespaceId(netns: string): string | undefined {
-  try {
-    const st = statSync(join(NETNS_RUN_DIR, netns));
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
   }
 }
 
