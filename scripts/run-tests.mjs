@@ -100,4 +100,22 @@ if (result.error) {
   console.error(`could not start ${nodeBin}: ${result.error.message}`);
   process.exit(1);
 }
+if (tier === 'vm') downLeftoverLabs();
 process.exit(result.status ?? 1);
+
+/**
+ * A VM file that hit its time bound is killed before its after() hook takes
+ * its lab down. Each lab this checkout started has a state directory until
+ * its down; take down by name every one that is still there.
+ */
+function downLeftoverLabs() {
+  const labsDir = join(root, '.state', 'vmlab');
+  if (!existsSync(labsDir)) return;
+  for (const name of readdirSync(labsDir)) {
+    console.log(`vm tier: lab ${name} was left up (a file stopped before its teardown); taking it down`);
+    spawnSync(nodeBin, ['--import', 'tsx', 'scripts/vmlab/cli.ts', '--lab', name, 'down'], {
+      cwd: root,
+      stdio: 'inherit',
+    });
+  }
+}
