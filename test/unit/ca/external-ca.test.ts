@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,18 +19,7 @@ import { createKeyAndCsr } from '../../../controlplane/ca/node-identity.js';
 import { certificateValidity } from '../../../controlplane/ca/renewal.js';
 import { systemClock } from '../../../src/common/clock.js';
 import { bindSecure, ReloadableServerCredentials } from '../../../src/common/transport/credentials.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() =>
-        typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
+import { freePort } from '../../lib/loopback-node.js';
 
 function openssl(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {

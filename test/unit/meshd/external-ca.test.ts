@@ -12,22 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRootCA } from '../../../controlplane/ca/authority.js';
-import { type DaemonConfig, resolveConfig } from '../../../src/meshd/config.js';
+import type { DaemonConfig } from '../../../src/meshd/config.js';
 import { initNode, joinNode, type RunningDaemon, runNode } from '../../../src/meshd/daemon.js';
 import { externalCaFromFlags } from '../../../src/meshd/external-ca.js';
+import { freePort, loopbackNodeConfig } from '../../lib/loopback-node.js';
 import { meshctl } from '../../lib/meshctl.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() =>
-        typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 const openssl = (...args: string[]) => execFileSync('openssl', args, { encoding: 'utf8', stdio: 'pipe' });
 
@@ -39,18 +28,7 @@ describe('meshd init --external-ca (real cfssl serve over HTTPS with a private C
   let cfssl: ChildProcess | undefined;
   let url = '';
   const daemons: RunningDaemon[] = [];
-  const config = (name: string): DaemonConfig =>
-    resolveConfig({
-      hostname: name,
-      flags: {
-        'state-dir': join(dir, name),
-        socket: join(dir, `${name}.sock`),
-        'listen-address': '127.0.0.1:0',
-        'raft-listen-address': '127.0.0.1:0',
-        'socket-group': 'meshd-test-none',
-        'data-plane': 'none',
-      },
-    });
+  const config = (name: string): DaemonConfig => loopbackNodeConfig(dir, name);
 
   before(async () => {
     // The root the signer signs node certificates with; its O is the cluster ID.

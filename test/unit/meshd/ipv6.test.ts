@@ -9,8 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type DaemonConfig, resolveConfig } from '../../../src/meshd/config.js';
+import type { DaemonConfig } from '../../../src/meshd/config.js';
 import { initNode, joinNode, type RunningDaemon, runNode } from '../../../src/meshd/daemon.js';
+import { loopbackNodeConfig } from '../../lib/loopback-node.js';
 import { meshctl } from '../../lib/meshctl.js';
 
 describe('meshd listening on [::], joined over IPv6 loopback', () => {
@@ -19,17 +20,10 @@ describe('meshd listening on [::], joined over IPv6 loopback', () => {
   let cfg: DaemonConfig;
 
   const config = (name: string): DaemonConfig =>
-    resolveConfig({
-      hostname: name,
-      flags: {
-        'state-dir': join(dir, name),
-        socket: join(dir, `${name}.sock`),
-        'listen-address': '[::]:0',
-        'raft-listen-address': '[::]:0',
-        'advertise-address': '127.0.0.1:0',
-        'socket-group': 'meshd-test-none',
-        'data-plane': 'none',
-      },
+    loopbackNodeConfig(dir, name, {
+      'listen-address': '[::]:0',
+      'raft-listen-address': '[::]:0',
+      'advertise-address': '127.0.0.1:0',
     });
 
   before(async () => {

@@ -11,8 +11,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type DaemonConfig, resolveConfig } from '../../../src/meshd/config.js';
+import type { DaemonConfig } from '../../../src/meshd/config.js';
 import { initNode, joinNode, type RunningDaemon, runNode } from '../../../src/meshd/daemon.js';
+import { loopbackNodeConfig } from '../../lib/loopback-node.js';
 import { meshctl } from '../../lib/meshctl.js';
 
 async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
@@ -28,17 +29,7 @@ describe('root CA rotation on a running cluster', { timeout: 240_000 }, () => {
   const daemons = new Map<string, RunningDaemon>();
   const configs = new Map<string, DaemonConfig>();
   const config = (name: string): DaemonConfig => {
-    const cfg = resolveConfig({
-      hostname: name,
-      flags: {
-        'state-dir': join(dir, name),
-        socket: join(dir, `${name}.sock`),
-        'listen-address': '127.0.0.1:0',
-        'raft-listen-address': '127.0.0.1:0',
-        'socket-group': 'meshd-test-none',
-        'data-plane': 'none',
-      },
-    });
+    const cfg = loopbackNodeConfig(dir, name);
     configs.set(name, cfg);
     return cfg;
   };
